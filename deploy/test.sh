@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite: installs dependencies, builds, runs ctest.
+#
+#   bash deploy/test.sh                      # release build, every test
+#   HOSN_SANITIZE=address,undefined bash deploy/test.sh   # ASan + UBSan
+#   HOSN_SANITIZE=thread bash deploy/test.sh -L concurrency  # TSan, one label
+#
+# Extra arguments go to ctest. The build lives in build/<flavour>/ so the
+# sanitizer builds never mix with the release one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash deploy/install-deps.sh
+
+sanitize="${HOSN_SANITIZE:-}"
+flavour="${sanitize:-release}"
+flavour="${flavour//,/-}"
+build_dir="build/${flavour}"
+jobs="$(nproc)"
+
+compiler_args=()
+if [ -n "$sanitize" ]; then
+  # clang for sanitizer builds: its TSan and UBSan runtimes come from
+  # libclang-rt-14-dev and it accepts -Wthread-safety.
+  compiler_args=(-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
+fi
+
+cmake -S . -B "$build_dir" -G Ninja \
+  -DHOSN_SANITIZE="$sanitize" -DHOSN_BUILD_BENCHMARKS=ON "${compiler_args[@]}" >/dev/null
+cmake --build "$build_dir" -j "$jobs"
+
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
+cd "$build_dir"
+ctest --output-on-failure -j "$jobs" "$@"
