@@ -44,10 +44,11 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes) 
   if (!fd.valid()) return ErrnoStatus("open", path, errno);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return ErrnoStatus("stat", path, errno);
-  if (!S_ISREG(st.st_mode)) return absl::InvalidArgumentError(absl::StrCat("not a regular file: ", path));
+  if (!S_ISREG(st.st_mode))
+    return absl::InvalidArgumentError(absl::StrCat("not a regular file: ", path));
   if (static_cast<uint64_t>(st.st_size) > max_bytes) {
-    return absl::OutOfRangeError(absl::StrCat("file too large: ", path, " (", st.st_size,
-                                              " bytes, limit ", max_bytes, ")"));
+    return absl::OutOfRangeError(
+        absl::StrCat("file too large: ", path, " (", st.st_size, " bytes, limit ", max_bytes, ")"));
   }
   std::string out;
   out.resize(static_cast<size_t>(st.st_size));

@@ -49,8 +49,8 @@ SecretBytes SecretBytes::CopyOf(std::span<const uint8_t> bytes) {
 }
 
 SecretBytes SecretBytes::CopyOf(std::string_view bytes) {
-  return CopyOf(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                         bytes.size()));
+  return CopyOf(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
 }
 
 SecretBytes::SecretBytes(SecretBytes&& other) noexcept

@@ -20,17 +20,17 @@
 #define HOSN_STATUS_CONCAT_INNER_(a, b) a##b
 #define HOSN_STATUS_CONCAT_(a, b) HOSN_STATUS_CONCAT_INNER_(a, b)
 
-#define HOSN_RETURN_IF_ERROR(expr)                          \
-  do {                                                      \
-    ::absl::Status hosn_status_ = (expr);                   \
-    if (!hosn_status_.ok()) return hosn_status_;            \
+#define HOSN_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::absl::Status hosn_status_ = (expr);        \
+    if (!hosn_status_.ok()) return hosn_status_; \
   } while (false)
 
 #define HOSN_ASSIGN_OR_RETURN(lhs, expr) \
   HOSN_ASSIGN_OR_RETURN_IMPL_(HOSN_STATUS_CONCAT_(hosn_statusor_, __LINE__), lhs, expr)
 
-#define HOSN_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                \
+#define HOSN_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)   \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

@@ -48,8 +48,8 @@ MATCHER_P2(StatusIs, code, message_matcher,
 #define HOSN_TEST_CONCAT_INNER_(a, b) a##b
 #define HOSN_TEST_CONCAT_(a, b) HOSN_TEST_CONCAT_INNER_(a, b)
 #define HOSN_ASSERT_OK_AND_ASSIGN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                   \
-  ASSERT_TRUE(statusor.ok()) << statusor.status();          \
+  auto statusor = (expr);                                    \
+  ASSERT_TRUE(statusor.ok()) << statusor.status();           \
   lhs = std::move(statusor).value()
 
 #endif  // HOSN_TESTS_TESTING_STATUS_MATCHERS_H_

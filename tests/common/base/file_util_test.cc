@@ -46,8 +46,10 @@ TEST(FileUtil, AtomicWriteFailsCleanly) {
 TEST(FileUtil, ReadFileBound) {
   ScopedTempDir dir;
   HOSN_ASSERT_OK(WriteFileAtomically(dir.Join("f"), std::string(100, 'a')));
-  EXPECT_THAT(ReadFile(dir.Join("f"), 99), StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("too large")));
-  EXPECT_THAT(ReadFile(dir.Join("nope"), 99), StatusIs(absl::StatusCode::kNotFound, HasSubstr("nope")));
+  EXPECT_THAT(ReadFile(dir.Join("f"), 99),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("too large")));
+  EXPECT_THAT(ReadFile(dir.Join("nope"), 99),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("nope")));
 }
 
 // A PIN file loses its trailing newline; a world-readable one is refused and
@@ -73,8 +75,10 @@ TEST(FileUtil, SecretReference) {
   ::setenv("CREDENTIALS_DIRECTORY", dir.path().c_str(), 1);
   HOSN_ASSERT_OK_AND_ASSIGN(SecretBytes from_credential, ReadSecretReference("credential:hsm-pin"));
   EXPECT_EQ(from_credential.size(), 4u);
-  EXPECT_THAT(ReadSecretReference("credential:../x"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("credential")));
-  EXPECT_THAT(ReadSecretReference("1234"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("never the secret")));
+  EXPECT_THAT(ReadSecretReference("credential:../x"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("credential")));
+  EXPECT_THAT(ReadSecretReference("1234"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("never the secret")));
 }
 
 }  // namespace
