@@ -4,7 +4,10 @@
 #   bash deploy/test.sh                      # release build, every test
 #   HOSN_SANITIZE=address,undefined bash deploy/test.sh   # ASan + UBSan
 #   HOSN_SANITIZE=thread bash deploy/test.sh -L concurrency  # TSan, one label
+#   HOSN_FUZZ=1 HOSN_SANITIZE=address,undefined bash deploy/test.sh -L fuzz
 #
+# HOSN_FUZZ=1 also builds the libFuzzer targets (clang), which ctest runs for
+# a few seconds each under the label "fuzz".
 # Extra arguments go to ctest. The build lives in build/<flavour>/ so the
 # sanitizer builds never mix with the release one.
 set -euo pipefail
@@ -19,14 +22,18 @@ build_dir="build/${flavour}"
 jobs="$(nproc)"
 
 compiler_args=()
-if [ -n "$sanitize" ]; then
+fuzz="OFF"
+if [ "${HOSN_FUZZ:-0}" = "1" ]; then
+  fuzz="ON"
+fi
+if [ -n "$sanitize" ] || [ "$fuzz" = "ON" ]; then
   # clang for sanitizer builds: its TSan and UBSan runtimes come from
   # libclang-rt-14-dev and it accepts -Wthread-safety.
   compiler_args=(-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
 fi
 
 cmake -S . -B "$build_dir" -G Ninja \
-  -DHOSN_SANITIZE="$sanitize" -DHOSN_BUILD_BENCHMARKS=ON "${compiler_args[@]}" >/dev/null
+  -DHOSN_SANITIZE="$sanitize" -DHOSN_BUILD_FUZZERS="$fuzz" -DHOSN_BUILD_BENCHMARKS=ON "${compiler_args[@]}" >/dev/null
 cmake --build "$build_dir" -j "$jobs"
 
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
