@@ -1,0 +1,250 @@
+// KeyStore: the key operations of the broker on one PKCS#11 token.
+//
+// This is the only public entry to the HSM. It loads a vendor PKCS#11 module
+// (SoftHSMv2, Luna, nShield, Utimaco, YubiHSM...), selects one token by RFC
+// 7512 URI (label and/or serial, never a slot number), logs in once with a PIN
+// read from a file or a systemd credential, and runs every operation on a
+// fixed pool of sessions that recovers from HSM restarts (see docs/hsm.md).
+//
+// Keys are named by KeyRef (class, key type, label, CKA_ID), never by object
+// handle: handles are resolved inside each session and never outlive it.
+// Algorithms are named by string ("aes-kwp", "ecdsa-p256-sha256"...); the
+// PKCS#11 mechanism behind each name is configurable because vendors number
+// some of them differently. DEKs exist in plaintext only inside the HSM: they
+// leave it wrapped under a KEK (RFC 5649), and rotation rewraps them without
+// the plaintext leaving the HSM.
+//
+// Ownership: the KeyStore owns the module, the sessions and the login; its
+// destructor closes the sessions and finalizes the module. Thread safety: all
+// methods are safe to call concurrently from any number of threads; calls
+// beyond the pool size wait up to KeyStoreOptions::acquire_timeout.
+//
+// Error codes, in terms of what the caller should do next:
+//   InvalidArgument     bad name, bad reference, malformed input; do not retry.
+//   NotFound            no key matches the reference.
+//   FailedPrecondition  ambiguous key ("ambiguous key: N matches"), key
+//                       unusable (missing or unavailable attributes), wrong
+//                       key kind for the operation; fix the token.
+//   DataLoss            a wrapped key failed its integrity check.
+//   Unimplemented       the module cannot do this algorithm ("capability: ").
+//   DeadlineExceeded    every session stayed busy until the deadline; retry
+//                       later.
+//   Unavailable         the HSM is gone and recovery failed; retry later.
+//   Internal            any other PKCS#11 error (the CKR name is in the
+//                       message).
+#ifndef HOSN_SERVER_HSM_KEY_STORE_H_
+#define HOSN_SERVER_HSM_KEY_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/base/secret_bytes.h"
+#include "server/hsm/pool_metrics.h"
+
+namespace hosn::hsm {
+
+class SessionPool;
+class Session;
+struct MechanismTable;
+
+// CKA_CLASS values we use.
+enum class KeyClass { kSecretKey, kPrivateKey, kPublicKey };
+// CKA_KEY_TYPE values we use.
+enum class KeyType { kAes, kGenericSecret, kEc, kRsa, kEcEdwards };
+
+std::string_view KeyClassName(KeyClass key_class);
+std::string_view KeyTypeName(KeyType key_type);
+
+// How to find one key. The search template always pins CKA_CLASS and
+// CKA_KEY_TYPE, so an RSA key that shares a label with a KEK never matches.
+// `id` is the raw CKA_ID; without it the label alone must be unique.
+struct KeyRef {
+  KeyClass key_class = KeyClass::kSecretKey;
+  KeyType key_type = KeyType::kAes;
+  std::string label;
+  std::optional<std::string> id;
+
+  // An AES key-encryption key.
+  static KeyRef Kek(std::string label, std::optional<std::string> id = std::nullopt) {
+    return {KeyClass::kSecretKey, KeyType::kAes, std::move(label), std::move(id)};
+  }
+};
+
+// A DEK wrapped under a KEK. Safe to store and log the length of; the bytes
+// are ciphertext. `algorithm` is the name kept in our metadata ("aes-kwp").
+struct WrappedKey {
+  std::string algorithm;
+  KeyType dek_type = KeyType::kAes;  // kAes (16/24/32 bytes) or kGenericSecret
+  std::string wrapped;
+};
+
+// Public attributes of a key found on the token.
+struct KeyInfo {
+  KeyClass key_class = KeyClass::kSecretKey;
+  KeyType key_type = KeyType::kAes;
+  std::string label;
+  std::string id;
+  bool token = false;        // CKA_TOKEN
+  bool sensitive = false;    // CKA_SENSITIVE (secret and private keys)
+  bool extractable = false;  // CKA_EXTRACTABLE (secret and private keys)
+};
+
+// A signing key pair on the token, plus its public key as DER
+// SubjectPublicKeyInfo (built with OpenSSL from CKA_EC_POINT/CKA_MODULUS...).
+struct SigningKey {
+  KeyRef private_key;
+  KeyRef public_key;
+  std::string public_key_der;
+};
+
+// What Sign returns.
+//   kPkcs11Raw: what the module returns. ECDSA: r||s, each zero-padded to the
+//               field size. RSA and Ed25519: the standard signature bytes.
+//   kDer:       ECDSA as an X9.62 DER SEQUENCE { r, s } (what OpenSSL and
+//               X.509 verify); identical to kPkcs11Raw for RSA and Ed25519.
+enum class SignatureFormat { kPkcs11Raw, kDer };
+
+struct KeyStoreOptions {
+  // RFC 7512 URI; must name a token label and/or serial. A module-path in the
+  // query is used unless `module_path` is set.
+  std::string uri;
+  std::string module_path;
+  // "file:/path" or "credential:NAME" (see hosn::ReadSecretReference). If
+  // empty, the URI's pin-source is used. Never the PIN itself.
+  std::string pin_reference;
+  int pool_size = 4;
+  // How long a caller waits for a free session before DeadlineExceeded.
+  absl::Duration acquire_timeout = absl::Seconds(2);
+  // Algorithm name -> CKM number, for vendors whose numbering differs from
+  // our defaults (docs/hsm.md has the table). Example: {"aes-kwp", 0x210B}
+  // for a PKCS#11 3.0 module, where SoftHSM uses 0x210A.
+  std::map<std::string, uint64_t> mechanism_overrides;
+  // On CKR_DEVICE_REMOVED/CKR_TOKEN_NOT_PRESENT, also C_Finalize and
+  // C_Initialize the module before reopening sessions.
+  bool reinitialize_module_on_device_error = true;
+  // Keep object handles found in a session for that session's lifetime. They
+  // are dropped with the session on every recovery or replacement.
+  bool cache_handles_per_session = true;
+};
+
+// A DEK unwrapped into a session object, valid only inside the callback of
+// KeyStore::WithUnwrappedDek. The object is destroyed when the callback
+// returns, on every path.
+class UnwrappedDek {
+ public:
+  // Wraps this DEK under `kek` with `algorithm`, inside the HSM.
+  virtual absl::StatusOr<WrappedKey> WrapUnder(const KeyRef& kek,
+                                               std::string_view algorithm = "aes-kwp") const = 0;
+  // The key check value computed inside the HSM; see ExpectedCheckValue.
+  virtual absl::StatusOr<std::string> CheckValue() const = 0;
+  virtual size_t size_bytes() const = 0;
+
+ protected:
+  ~UnwrappedDek() = default;
+};
+
+// The key check value of a plaintext DEK, computed with OpenSSL: for an AES
+// key, AES-ECB of one zero block (16 bytes); for a generic secret,
+// HMAC-SHA256 over the 16 ASCII bytes "hosn-key-check-v" (32 bytes). Public;
+// used to check a DEK against a known answer without extracting it.
+absl::StatusOr<std::string> ExpectedCheckValue(const SecretBytes& key, KeyType key_type);
+
+class KeyStore {
+ public:
+  // Loads the module, selects the token, reads the PIN, opens the pool and
+  // logs in. InvalidArgument on a bad URI or options; NotFound if no token
+  // matches; FailedPrecondition if several tokens match or the PIN reference
+  // is unusable; Internal on PKCS#11 errors (e.g. CKR_PIN_INCORRECT by name).
+  static absl::StatusOr<std::unique_ptr<KeyStore>> Create(const KeyStoreOptions& options);
+  ~KeyStore();
+  KeyStore(const KeyStore&) = delete;
+  KeyStore& operator=(const KeyStore&) = delete;
+
+  // Creates an AES-256 token KEK: CKA_SENSITIVE, not extractable,
+  // CKA_WRAP/CKA_UNWRAP only (no encrypt, decrypt, sign, verify, derive).
+  // AlreadyExists if a secret AES key with this label and id is on the token.
+  absl::StatusOr<KeyRef> GenerateKek(std::string_view label, std::string_view id);
+
+  // Generates a fresh DEK of `dek_bytes` (16, 24 or 32) inside the HSM as a
+  // session object and returns it wrapped under `kek` with `algorithm`. The
+  // session object is destroyed on every path.
+  absl::StatusOr<WrappedKey> GenerateWrappedDek(const KeyRef& kek,
+                                                std::string_view algorithm = "aes-kwp",
+                                                size_t dek_bytes = 32);
+
+  // Unwraps `wrapped` under `kek` into a session object and runs `fn` on it.
+  // DataLoss if the blob fails its integrity check (no object is created).
+  // If the HSM restarts while `fn` runs, the pool recovers and runs `fn` once
+  // more on a fresh session; `fn` must therefore be safe to repeat.
+  absl::Status WithUnwrappedDek(const KeyRef& kek, const WrappedKey& wrapped,
+                                const std::function<absl::Status(const UnwrappedDek&)>& fn);
+
+  // Rotation: unwraps under `old_kek` and wraps under `new_kek` inside the
+  // HSM; the DEK never leaves it in plaintext.
+  absl::StatusOr<WrappedKey> Rewrap(const KeyRef& old_kek, const WrappedKey& wrapped,
+                                    const KeyRef& new_kek);
+
+  // Unwraps and returns the DEK's check value (see ExpectedCheckValue).
+  absl::StatusOr<std::string> DekCheckValue(const KeyRef& kek, const WrappedKey& wrapped);
+
+  // Generates a token key pair. `key_algorithm` is "ec-p256", "ec-p384",
+  // "rsa-3072" or "ed25519". The private key is sensitive, not extractable,
+  // sign-only. Unimplemented if the module lacks the mechanism;
+  // AlreadyExists if a private key with this label and id exists.
+  absl::StatusOr<SigningKey> GenerateSigningKey(std::string_view key_algorithm,
+                                                std::string_view label, std::string_view id);
+
+  // Signs `message` (the whole message; hashing happens in the HSM) with
+  // `signature_algorithm`: "ecdsa-p256-sha256", "ecdsa-p384-sha384",
+  // "rsa-pss-sha256", "rsa-pkcs1-sha256" or "ed25519". FailedPrecondition if
+  // the key type does not fit the algorithm.
+  absl::StatusOr<std::string> Sign(const KeyRef& private_key,
+                                   std::string_view signature_algorithm,
+                                   std::string_view message,
+                                   SignatureFormat format = SignatureFormat::kDer);
+
+  // DER SubjectPublicKeyInfo of the public key matching `key` (a private or
+  // public key reference; the public half is found by the same label and id).
+  absl::StatusOr<std::string> ExportPublicKey(const KeyRef& key);
+
+  // Finds exactly one key. NotFound if none; FailedPrecondition
+  // "ambiguous key: N matches" if several; FailedPrecondition if its
+  // attributes are unavailable (CK_UNAVAILABLE_INFORMATION).
+  absl::StatusOr<KeyInfo> FindKey(const KeyRef& key);
+
+  // Destroys exactly one token key (same matching rules as FindKey).
+  absl::Status DestroyKey(const KeyRef& key);
+
+  // OK if the module can run `algorithm` (any name above, or
+  // "rsa-oaep-sha256"); Unimplemented "capability: ..." otherwise. Probes the
+  // module where the mechanism list alone is not enough (SoftHSM lists
+  // RSA-OAEP but refuses SHA-256 parameters); never falls back.
+  absl::Status CheckCapability(std::string_view algorithm);
+
+  // Test-only: imports raw secret key bytes as a token object so known-answer
+  // vectors can run through the HSM path. `kek` chooses KEK attributes
+  // (wrap/unwrap only) versus a plain AES/generic key. Never used by the
+  // daemon.
+  absl::StatusOr<KeyRef> ImportSecretKeyForTesting(std::string_view label, std::string_view id,
+                                                   KeyType key_type, const SecretBytes& value);
+
+  PoolMetrics Metrics() const;
+
+ private:
+  KeyStore(std::unique_ptr<SessionPool> pool, std::unique_ptr<MechanismTable> mechanisms);
+
+  std::unique_ptr<SessionPool> pool_;
+  std::unique_ptr<MechanismTable> mechanisms_;
+};
+
+}  // namespace hosn::hsm
+
+#endif  // HOSN_SERVER_HSM_KEY_STORE_H_
