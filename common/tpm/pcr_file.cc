@@ -73,9 +73,8 @@ absl::StatusOr<PcrFile> ParseTpm2ToolsPcrFile(std::span<const uint8_t> bytes) {
         return absl::InvalidArgumentError("pcr file has fewer digests than selected pcrs");
       }
       if (digests[next].size() != HashDigestSize(bank.hash)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("pcr file digest for ", HashAlgName(bank.hash), ":", pcr,
-                         " has the wrong size"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "pcr file digest for ", HashAlgName(bank.hash), ":", pcr, " has the wrong size"));
       }
       file.values[bank.hash][pcr] = std::move(digests[next++]);
     }

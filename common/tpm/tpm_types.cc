@@ -20,10 +20,8 @@ struct AlgInfo {
 };
 
 constexpr AlgInfo kAlgs[] = {
-    {TPM2_ALG_SHA1, 20, "sha1", "SHA1"},
-    {TPM2_ALG_SHA256, 32, "sha256", "SHA256"},
-    {TPM2_ALG_SHA384, 48, "sha384", "SHA384"},
-    {TPM2_ALG_SHA512, 64, "sha512", "SHA512"},
+    {TPM2_ALG_SHA1, 20, "sha1", "SHA1"},       {TPM2_ALG_SHA256, 32, "sha256", "SHA256"},
+    {TPM2_ALG_SHA384, 48, "sha384", "SHA384"}, {TPM2_ALG_SHA512, 64, "sha512", "SHA512"},
     {TPM2_ALG_SM3_256, 32, "sm3_256", "SM3"},
 };
 
@@ -149,8 +147,7 @@ absl::StatusOr<Bytes> ComputePcrDigest(TPM2_ALG_ID digest_alg, const PcrSelectio
   for (const PcrBankSelection& bank : selection) {
     const size_t size = HashDigestSize(bank.hash);
     if (size == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown pcr bank ", HashAlgName(bank.hash)));
+      return absl::InvalidArgumentError(absl::StrCat("unknown pcr bank ", HashAlgName(bank.hash)));
     }
     auto bank_values = values.find(bank.hash);
     for (uint32_t pcr : bank.pcrs) {
