@@ -51,10 +51,6 @@
 
 namespace hosn::hsm {
 
-class SessionPool;
-class Session;
-struct MechanismTable;
-
 // CKA_CLASS values we use.
 enum class KeyClass { kSecretKey, kPrivateKey, kPublicKey };
 // CKA_KEY_TYPE values we use.
@@ -148,13 +144,14 @@ class UnwrappedDek {
   virtual size_t size_bytes() const = 0;
 
  protected:
-  ~UnwrappedDek() = default;
+  virtual ~UnwrappedDek() = default;
 };
 
 // The key check value of a plaintext DEK, computed with OpenSSL: for an AES
-// key, AES-ECB of one zero block (16 bytes); for a generic secret,
-// HMAC-SHA256 over the 16 ASCII bytes "hosn-key-check-v" (32 bytes). Public;
-// used to check a DEK against a known answer without extracting it.
+// key, AES-ECB of one zero block (16 bytes); for a generic secret, SHA-256 of
+// the key (32 bytes, what C_DigestKey gives inside the HSM). Used to check a
+// DEK against a known answer without extracting it. InvalidArgument for
+// other key types or AES lengths.
 absl::StatusOr<std::string> ExpectedCheckValue(const SecretBytes& key, KeyType key_type);
 
 class KeyStore {
@@ -206,8 +203,7 @@ class KeyStore {
   // `signature_algorithm`: "ecdsa-p256-sha256", "ecdsa-p384-sha384",
   // "rsa-pss-sha256", "rsa-pkcs1-sha256" or "ed25519". FailedPrecondition if
   // the key type does not fit the algorithm.
-  absl::StatusOr<std::string> Sign(const KeyRef& private_key,
-                                   std::string_view signature_algorithm,
+  absl::StatusOr<std::string> Sign(const KeyRef& private_key, std::string_view signature_algorithm,
                                    std::string_view message,
                                    SignatureFormat format = SignatureFormat::kDer);
 
@@ -229,20 +225,20 @@ class KeyStore {
   // RSA-OAEP but refuses SHA-256 parameters); never falls back.
   absl::Status CheckCapability(std::string_view algorithm);
 
-  // Test-only: imports raw secret key bytes as a token object so known-answer
-  // vectors can run through the HSM path. `kek` chooses KEK attributes
-  // (wrap/unwrap only) versus a plain AES/generic key. Never used by the
-  // daemon.
+  // Test-only: imports raw AES key bytes (`key_type` must be kAes) as a token
+  // KEK with the same attributes GenerateKek sets, so known-answer vectors
+  // can run through the HSM path. Never used by the daemon.
   absl::StatusOr<KeyRef> ImportSecretKeyForTesting(std::string_view label, std::string_view id,
                                                    KeyType key_type, const SecretBytes& value);
 
   PoolMetrics Metrics() const;
 
  private:
-  KeyStore(std::unique_ptr<SessionPool> pool, std::unique_ptr<MechanismTable> mechanisms);
+  struct Internals;
+  explicit KeyStore(std::unique_ptr<Internals> internals);
 
-  std::unique_ptr<SessionPool> pool_;
-  std::unique_ptr<MechanismTable> mechanisms_;
+  // Constant after construction; thread-safe itself.
+  std::unique_ptr<Internals> internals_;
 };
 
 }  // namespace hosn::hsm

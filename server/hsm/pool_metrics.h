@@ -47,10 +47,10 @@ struct OpMetrics {
 
 struct PoolMetrics {
   std::array<OpMetrics, kOpKindCount> ops{};  // indexed by OpKind
-  uint64_t waits = 0;           // acquisitions that found no free session
-  uint64_t wait_time_us = 0;    // total time spent waiting for a session
-  uint64_t wait_timeouts = 0;   // acquisitions that hit their deadline
-  uint64_t recoveries = 0;      // successful re-initialise + login + reopen
+  uint64_t waits = 0;                         // acquisitions that found no free session
+  uint64_t wait_time_us = 0;                  // total time spent waiting for a session
+  uint64_t wait_timeouts = 0;                 // acquisitions that hit their deadline
+  uint64_t recoveries = 0;                    // successful re-initialise + login + reopen
   uint64_t recovery_failures = 0;
   uint64_t sessions_replaced = 0;  // sessions closed after a failed operation
   int size = 0;                    // configured number of sessions

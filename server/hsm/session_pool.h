@@ -1,0 +1,201 @@
+// SessionPool: a fixed number of PKCS#11 sessions on one token, one login,
+// and recovery when the HSM side restarts.
+//
+// Callers hand the pool a function to run on a Session (SessionPool::Run).
+// The pool lends a free session, waiting at most `acquire_timeout` when all
+// are busy (DeadlineExceeded). If the function fails with a CKR that means
+// the session, login or device is gone (see IsRecoverable in ckr.h), the pool
+// recovers once for everybody: it waits until no operation is running, closes
+// every session, re-initialises the module if the device went away, finds the
+// token again by URI (its slot id may have changed), opens fresh sessions and
+// logs in again; then the caller's function runs once more. A function that
+// fails for any other reason may have left an operation active on its
+// session; it calls Session::Poison() (or the pool does, for every failure
+// that is not a clean CKR) and the session is closed and replaced rather than
+// lent again.
+//
+// Object handles never outlive the session they were found in: Session caches
+// them per session only, and the cache dies with the session.
+//
+// Thread safety: Run and Metrics may be called from any thread. A Session is
+// used by one thread at a time (the one inside Run).
+#ifndef HOSN_SERVER_HSM_SESSION_POOL_H_
+#define HOSN_SERVER_HSM_SESSION_POOL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/base/secret_bytes.h"
+#include "server/hsm/key_store.h"
+#include "server/hsm/module.h"
+#include "server/hsm/pkcs11.h"
+#include "server/hsm/pool_metrics.h"
+#include "server/hsm/uri.h"
+
+namespace hosn::hsm {
+
+CK_OBJECT_CLASS ToCkClass(KeyClass key_class);
+CK_KEY_TYPE ToCkKeyType(KeyType key_type);
+
+class Session {
+ public:
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  CK_FUNCTION_LIST* fn() const { return functions_; }
+  CK_SESSION_HANDLE handle() const { return handle_; }
+
+  // Every object matching `ref`: CKA_CLASS, CKA_KEY_TYPE and CKA_LABEL are
+  // always in the template, CKA_ID when `ref.id` is set. The search is always
+  // ended with C_FindObjectsFinal, also on errors.
+  absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> FindAll(const KeyRef& ref);
+
+  // Exactly one object: NotFound if none, FailedPrecondition
+  // "ambiguous key: N matches" if several. With `use_cache`, a handle found
+  // earlier in this same session is reused.
+  absl::StatusOr<CK_OBJECT_HANDLE> Resolve(const KeyRef& ref, bool use_cache = true);
+
+  // Drops every cached handle (after a key was destroyed, for instance).
+  void ForgetHandles() { cache_.clear(); }
+
+  // The session may have an operation left active: the pool closes it
+  // instead of lending it again.
+  void Poison() { poisoned_ = true; }
+
+ private:
+  friend class SessionPool;
+  Session(CK_FUNCTION_LIST* functions, CK_SESSION_HANDLE handle, uint64_t generation,
+          bool cache_handles)
+      : functions_(functions),
+        handle_(handle),
+        generation_(generation),
+        cache_handles_(cache_handles) {}
+
+  CK_FUNCTION_LIST* const functions_;
+  const CK_SESSION_HANDLE handle_;
+  const uint64_t generation_;
+  const bool cache_handles_;
+  bool poisoned_ = false;
+  std::map<std::string, CK_OBJECT_HANDLE> cache_;
+};
+
+// Destroys one session object when it goes out of scope.
+class ScopedObject {
+ public:
+  ScopedObject(Session& session, CK_OBJECT_HANDLE handle) : session_(session), handle_(handle) {}
+  ~ScopedObject() { session_.fn()->C_DestroyObject(session_.handle(), handle_); }
+  ScopedObject(const ScopedObject&) = delete;
+  ScopedObject& operator=(const ScopedObject&) = delete;
+  CK_OBJECT_HANDLE get() const { return handle_; }
+
+ private:
+  Session& session_;
+  const CK_OBJECT_HANDLE handle_;
+};
+
+class SessionPool {
+ public:
+  struct Options {
+    int size = 4;
+    absl::Duration acquire_timeout = absl::Seconds(2);
+    bool reinitialize_module_on_device_error = true;
+    bool cache_handles_per_session = true;
+  };
+
+  // Finds the token, opens `options.size` sessions and logs in with `pin`.
+  // InvalidArgument if size < 1; errors of Module::FindSlot; the CKR status
+  // of C_OpenSession or C_Login (CKR_PIN_INCORRECT -> PermissionDenied).
+  static absl::StatusOr<std::unique_ptr<SessionPool>> Create(std::unique_ptr<Module> module,
+                                                             const Pkcs11Uri& token,
+                                                             SecretBytes pin,
+                                                             const Options& options);
+  // Logs out and closes every session. No Run may be in progress.
+  ~SessionPool();
+  SessionPool(const SessionPool&) = delete;
+  SessionPool& operator=(const SessionPool&) = delete;
+
+  // Runs `fn` on a pooled session, with one recovery and retry as described
+  // above. Returns `fn`'s status, DeadlineExceeded if no session became free
+  // in time, or Unavailable if recovery failed.
+  absl::Status Run(OpKind kind, const std::function<absl::Status(Session&)>& fn);
+
+  // Typed convenience around Run.
+  template <typename T>
+  absl::StatusOr<T> RunFor(OpKind kind, const std::function<absl::StatusOr<T>(Session&)>& fn) {
+    std::optional<T> result;
+    absl::Status status = Run(kind, [&](Session& session) -> absl::Status {
+      absl::StatusOr<T> value = fn(session);
+      if (!value.ok()) return value.status();
+      result = *std::move(value);
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return status;
+    return *std::move(result);
+  }
+
+  PoolMetrics Metrics() const;
+  const Module& module() const { return *module_; }
+  CK_SLOT_ID slot() const;
+
+ private:
+  SessionPool(std::unique_ptr<Module> module, Pkcs11Uri token, SecretBytes pin,
+              const Options& options)
+      : module_(std::move(module)), token_(std::move(token)), pin_(std::move(pin)),
+        options_(options) {}
+
+  bool CanAcquire() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !free_.empty() || open_count_ < options_.size;
+  }
+  absl::StatusOr<std::unique_ptr<Session>> Acquire(absl::Time deadline)
+      ABSL_SHARED_LOCKS_REQUIRED(recovery_mu_);
+  void Release(std::unique_ptr<Session> session, bool discard)
+      ABSL_SHARED_LOCKS_REQUIRED(recovery_mu_);
+  absl::StatusOr<std::unique_ptr<Session>> OpenSession(CK_SLOT_ID slot, uint64_t generation);
+  void CloseSession(std::unique_ptr<Session> session);
+  absl::Status Login(Session& session);
+  // Re-establishes every session if no one did since `failed_generation`.
+  absl::Status Recover(uint64_t failed_generation, const absl::Status& cause)
+      ABSL_LOCKS_EXCLUDED(recovery_mu_, mu_);
+  void RecordOp(OpKind kind, bool ok, bool retried, absl::Duration latency);
+
+  // Constant after construction (module_ is re-initialised only under an
+  // exclusive recovery_mu_).
+  const std::unique_ptr<Module> module_;
+  const Pkcs11Uri token_;
+  const SecretBytes pin_;
+  const Options options_;
+
+  // Held shared by every running operation, exclusively by Recover.
+  absl::Mutex recovery_mu_;
+
+  mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(recovery_mu_);
+  std::vector<std::unique_ptr<Session>> free_ ABSL_GUARDED_BY(mu_);
+  int open_count_ ABSL_GUARDED_BY(mu_) = 0;  // free + lent out
+  int in_use_ ABSL_GUARDED_BY(mu_) = 0;
+  int waiters_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  CK_SLOT_ID slot_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Counters; atomics so that the hot path takes no extra lock.
+  struct AtomicOpMetrics {
+    std::atomic<uint64_t> ok{0}, failed{0}, retried{0}, latency_sum_us{0};
+    std::array<std::atomic<uint64_t>, kLatencyBucketCount> buckets{};
+  };
+  std::array<AtomicOpMetrics, kOpKindCount> ops_;
+  std::atomic<uint64_t> waits_{0}, wait_time_us_{0}, wait_timeouts_{0}, recoveries_{0},
+      recovery_failures_{0}, sessions_replaced_{0};
+};
+
+}  // namespace hosn::hsm
+
+#endif  // HOSN_SERVER_HSM_SESSION_POOL_H_
