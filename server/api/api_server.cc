@@ -218,8 +218,7 @@ class AuditServiceImpl final : public v1::AuditService::Service {
 }  // namespace
 
 struct ApiServer::Services {
-  Services(ApiMetrics* metrics, std::function<void(const RpcRecord&)> observer,
-           KeyBackend* backend)
+  Services(ApiMetrics* metrics, std::function<void(const RpcRecord&)> observer, KeyBackend* backend)
       : runner(metrics, std::move(observer)),
         key_release(&runner),
         signing(&runner, backend),

@@ -56,8 +56,7 @@ class ApiServer {
   // Builds and starts the server. InvalidArgument on bad options;
   // Unavailable if the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<ApiServer>> Start(const ApiServerOptions& options,
-                                                          KeyBackend* backend,
-                                                          ApiMetrics* metrics);
+                                                          KeyBackend* backend, ApiMetrics* metrics);
   ~ApiServer();
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;

@@ -48,8 +48,7 @@ ApiMetrics::ApiMetrics(std::shared_ptr<prometheus::Registry> registry)
   reloads_.Add({{"result", "error"}});
 }
 
-void ApiMetrics::RecordRpc(std::string_view method, grpc::StatusCode code,
-                           absl::Duration latency) {
+void ApiMetrics::RecordRpc(std::string_view method, grpc::StatusCode code, absl::Duration latency) {
   const std::string method_label(method);
   rpcs_.Add({{"method", method_label}, {"code", std::string(GrpcCodeName(code))}}).Increment();
   rpc_duration_.Add({{"method", method_label}}, LatencyBuckets())

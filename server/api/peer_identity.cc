@@ -58,17 +58,22 @@ absl::Status Denied(std::string_view why) {
 
 std::string_view RoleName(Role role) {
   switch (role) {
-    case Role::kNode: return "node";
-    case Role::kOperator: return "operator";
-    case Role::kSigner: return "signer";
-    case Role::kAuditor: return "auditor";
+    case Role::kNode:
+      return "node";
+    case Role::kOperator:
+      return "operator";
+    case Role::kSigner:
+      return "signer";
+    case Role::kAuditor:
+      return "auditor";
   }
   return "unknown";
 }
 
 absl::StatusOr<PeerIdentity> PeerIdentityFromPem(std::string_view leaf_pem) {
   if (leaf_pem.empty()) return Denied("absent");
-  std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(leaf_pem.data(), static_cast<int>(leaf_pem.size())));
+  std::unique_ptr<BIO, BioFree> bio(
+      BIO_new_mem_buf(leaf_pem.data(), static_cast<int>(leaf_pem.size())));
   if (bio == nullptr) return absl::ResourceExhaustedError("peer certificate: out of memory");
   std::unique_ptr<X509, X509Free> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
   if (cert == nullptr) return Denied("unparsable");
@@ -109,7 +114,8 @@ absl::StatusOr<PeerIdentity> PeerIdentityFromPem(std::string_view leaf_pem) {
 absl::StatusOr<PeerIdentity> PeerIdentityFromContext(const grpc::ServerContext& context) {
   const std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
   if (auth == nullptr || !auth->IsPeerAuthenticated()) return Denied("absent");
-  const std::vector<grpc::string_ref> pems = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+  const std::vector<grpc::string_ref> pems =
+      auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
   if (pems.size() != 1) return Denied("absent");
   return PeerIdentityFromPem(std::string_view(pems[0].data(), pems[0].size()));
 }

@@ -139,8 +139,8 @@ absl::StatusOr<std::unique_ptr<TlsMaterialWatcher>> TlsMaterialWatcher::Create(
     TlsPaths paths, std::string staging_directory, absl::Duration interval,
     ReloadCallback callback) {
   if (mkdir(staging_directory.c_str(), 0700) != 0 && errno != EEXIST) {
-    return absl::InternalError(absl::StrCat("tls staging directory ", staging_directory, ": ",
-                                            std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("tls staging directory ", staging_directory, ": ", std::strerror(errno)));
   }
   std::unique_ptr<TlsMaterialWatcher> watcher(
       new TlsMaterialWatcher(std::move(paths), std::move(staging_directory), std::move(callback)));

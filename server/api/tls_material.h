@@ -66,9 +66,10 @@ class TlsMaterialWatcher {
   // `staging_directory` (created 0700 if absent). Fails as ValidateTlsMaterial
   // does, NotFound if a file is missing, Internal if staging fails. Polls
   // every `interval` (no polling if zero).
-  static absl::StatusOr<std::unique_ptr<TlsMaterialWatcher>> Create(
-      TlsPaths paths, std::string staging_directory, absl::Duration interval,
-      ReloadCallback callback);
+  static absl::StatusOr<std::unique_ptr<TlsMaterialWatcher>> Create(TlsPaths paths,
+                                                                    std::string staging_directory,
+                                                                    absl::Duration interval,
+                                                                    ReloadCallback callback);
   ~TlsMaterialWatcher();
   TlsMaterialWatcher(const TlsMaterialWatcher&) = delete;
   TlsMaterialWatcher& operator=(const TlsMaterialWatcher&) = delete;
