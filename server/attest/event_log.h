@@ -62,7 +62,9 @@ struct EventLog {
 absl::StatusOr<EventLog> ParseEventLog(std::span<const uint8_t> bytes);
 
 // The PCR values the log produces, per declared bank, for every PCR that at
-// least one event extends (and PCR0 if a locality was recorded).
+// least one event extends (and PCR0 if a locality was recorded). A bank that
+// some measured event carries no digest for is left out: the log does not
+// account for it.
 // Banks whose algorithm this project does not know are left out. Internal
 // only if hashing fails.
 absl::StatusOr<tpm::PcrValues> ReplayEventLog(const EventLog& log);
