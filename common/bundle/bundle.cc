@@ -39,8 +39,7 @@ constexpr int kMaxDepth = 128;
 constexpr uint64_t kSegmentsPerChunk = 64;
 
 absl::Status IoError(std::string_view op, std::string_view path, int err) {
-  return absl::InternalError(
-      absl::StrCat(ToAbsl(op), " ", ToAbsl(path), ": ", std::strerror(err)));
+  return absl::InternalError(absl::StrCat(ToAbsl(op), " ", ToAbsl(path), ": ", std::strerror(err)));
 }
 
 std::vector<std::string> SplitPath(std::string_view path) {
@@ -123,7 +122,8 @@ absl::StatusOr<std::string> ReadAllBeneath(int root, std::string_view rel, size_
 // directories when `refuse_empty_dirs` (file_unlisted).
 absl::Status ListTree(int dir_fd, const std::string& prefix, bool refuse_empty_dirs,
                       std::vector<std::pair<std::string, uint64_t>>* files, int depth) {
-  if (depth > kMaxDepth) return BundleError(absl::StatusCode::kInvalidArgument, "path_too_long", prefix);
+  if (depth > kMaxDepth)
+    return BundleError(absl::StatusCode::kInvalidArgument, "path_too_long", prefix);
   int dup_fd = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
   DIR* dir = dup_fd < 0 ? nullptr : ::fdopendir(dup_fd);
   if (dir == nullptr) {
@@ -228,8 +228,8 @@ bool IsMemoryFs(int fd) {
 }
 
 absl::Status WriteNewFile(int dir_fd, const std::string& name, std::string_view bytes) {
-  UniqueFd fd(::openat(dir_fd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                       0644));
+  UniqueFd fd(
+      ::openat(dir_fd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (!fd.valid()) return IoError("create", name, errno);
   size_t done = 0;
   while (done < bytes.size()) {
@@ -280,7 +280,8 @@ absl::StatusOr<BundleManifest> PackBundle(const std::string& model_dir,
 
   // 2. The bundle directory, new; removed again on any failure below.
   if (::mkdir(bundle_dir.c_str(), 0755) != 0) {
-    if (errno == EEXIST) return BundleError(absl::StatusCode::kAlreadyExists, "target_exists", bundle_dir);
+    if (errno == EEXIST)
+      return BundleError(absl::StatusCode::kAlreadyExists, "target_exists", bundle_dir);
     return IoError("mkdir", bundle_dir, errno);
   }
   UniqueFd out(::open(bundle_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -306,9 +307,9 @@ absl::StatusOr<BundleManifest> PackBundle(const std::string& model_dir,
     UniqueFd target(::openat(parent.get(), leaf.c_str(),
                              O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (!target.valid()) return IoError("create", path, errno);
-    HOSN_ASSIGN_OR_RETURN(sealed[i], SealStream(in.get(), target.get(), dek, path,
-                                                options.segment_size,
-                                                ProgressCounter(options.progress)));
+    HOSN_ASSIGN_OR_RETURN(sealed[i],
+                          SealStream(in.get(), target.get(), dek, path, options.segment_size,
+                                     ProgressCounter(options.progress)));
     if (::fsync(target.get()) != 0) return IoError("fsync", path, errno);
     return absl::OkStatus();
   });
@@ -319,7 +320,8 @@ absl::StatusOr<BundleManifest> PackBundle(const std::string& model_dir,
   manifest.set_format_version(kManifestFormatVersion);
   manifest.mutable_model()->set_name(options.model_name);
   manifest.mutable_model()->set_version(options.model_version);
-  manifest.set_created_at(FormatTime(options.created_at.value_or(absl::ToUnixSeconds(absl::Now()))));
+  manifest.set_created_at(
+      FormatTime(options.created_at.value_or(absl::ToUnixSeconds(absl::Now()))));
   auto* enc = manifest.mutable_encryption();
   enc->set_aead(std::string(kAeadName));
   enc->set_kdf(std::string(kKdfName));
@@ -363,12 +365,12 @@ absl::StatusOr<VerifiedBundle> VerifyBundle(const std::string& bundle_dir,
 
   // 1. Signature over the exact manifest bytes, then parse those bytes (the
   //    path rules run here, before any model file is opened).
-  HOSN_ASSIGN_OR_RETURN(std::string manifest_bytes,
-                        ReadAllBeneath(root.get(), kManifestFileName, kMaxManifestBytes,
-                                       "manifest_too_large"));
-  HOSN_ASSIGN_OR_RETURN(std::string signature,
-                        ReadAllBeneath(root.get(), kSignatureFileName, kMaxSignatureBytes,
-                                       "signature_malformed"));
+  HOSN_ASSIGN_OR_RETURN(
+      std::string manifest_bytes,
+      ReadAllBeneath(root.get(), kManifestFileName, kMaxManifestBytes, "manifest_too_large"));
+  HOSN_ASSIGN_OR_RETURN(
+      std::string signature,
+      ReadAllBeneath(root.get(), kSignatureFileName, kMaxSignatureBytes, "signature_malformed"));
   VerifiedBundle bundle;
   bundle.dir = bundle_dir;
   HOSN_ASSIGN_OR_RETURN(bundle.verified,
@@ -383,8 +385,8 @@ absl::StatusOr<VerifiedBundle> VerifyBundle(const std::string& bundle_dir,
     if (dir == nullptr) return IoError("opendir", bundle_dir, errno);
     while (struct dirent* entry = ::readdir(dir)) {
       std::string name = entry->d_name;
-      if (name == "." || name == ".." || name == kManifestFileName ||
-          name == kSignatureFileName || name == kDataDirName) {
+      if (name == "." || name == ".." || name == kManifestFileName || name == kSignatureFileName ||
+          name == kDataDirName) {
         continue;
       }
       ::closedir(dir);
@@ -407,8 +409,8 @@ absl::StatusOr<VerifiedBundle> VerifyBundle(const std::string& bundle_dir,
       return listed;
     }
   } else if (errno != ENOENT || manifest.files_size() > 0) {
-    return BundleError(absl::StatusCode::kDataLoss, errno == ENOENT ? "file_missing" : "special_file",
-                       kDataDirName);
+    return BundleError(absl::StatusCode::kDataLoss,
+                       errno == ENOENT ? "file_missing" : "special_file", kDataDirName);
   }
   std::set<std::string> on_disk;
   for (const auto& entry : present) on_disk.insert(entry.first);
@@ -420,7 +422,8 @@ absl::StatusOr<VerifiedBundle> VerifyBundle(const std::string& bundle_dir,
     }
   }
   for (const std::string& path : on_disk) {
-    if (!listed_paths.count(path)) return BundleError(absl::StatusCode::kDataLoss, "file_unlisted", path);
+    if (!listed_paths.count(path))
+      return BundleError(absl::StatusCode::kDataLoss, "file_unlisted", path);
   }
 
   // 4. Each file: exact size, header, and the signed digest of its tags.
@@ -455,7 +458,8 @@ absl::Status DecryptBundle(const VerifiedBundle& bundle, const SecretBytes& dek,
   } else if (errno != EEXIST) {
     return IoError("mkdir", target_dir, errno);
   }
-  UniqueFd root(::openat(parent.get(), leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd root(
+      ::openat(parent.get(), leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root.valid()) {
     return BundleError(absl::StatusCode::kFailedPrecondition, "target_exists", target_dir);
   }
@@ -465,7 +469,8 @@ absl::Status DecryptBundle(const VerifiedBundle& bundle, const SecretBytes& dek,
     return status;
   };
   if (!IsMemoryFs(root.get())) {
-    return cleanup(BundleError(absl::StatusCode::kFailedPrecondition, "target_not_tmpfs", target_dir));
+    return cleanup(
+        BundleError(absl::StatusCode::kFailedPrecondition, "target_not_tmpfs", target_dir));
   }
   if (!created) {
     // A prepared mount: must be ours, private and empty. Never clean it up
@@ -539,9 +544,8 @@ absl::Status DecryptBundle(const VerifiedBundle& bundle, const SecretBytes& dek,
       items.push_back({i, first, std::min(kSegmentsPerChunk, segments - first)});
     }
   }
-  std::stable_sort(items.begin(), items.end(), [&](const Item& a, const Item& b) {
-    return a.count > b.count;
-  });
+  std::stable_sort(items.begin(), items.end(),
+                   [&](const Item& a, const Item& b) { return a.count > b.count; });
   absl::Status status =
       RunParallel(items.size(), ThreadCount(options.threads), [&](size_t k) -> absl::Status {
         const Item& item = items[k];
@@ -554,7 +558,8 @@ absl::Status DecryptBundle(const VerifiedBundle& bundle, const SecretBytes& dek,
                                           item.count, outputs[item.file].get(),
                                           tag_out != nullptr ? &local : nullptr,
                                           ProgressCounter(options.progress)));
-        if (tag_out != nullptr) std::copy(local.begin(), local.end(), tag_out->begin() + item.first);
+        if (tag_out != nullptr)
+          std::copy(local.begin(), local.end(), tag_out->begin() + item.first);
         return absl::OkStatus();
       });
   if (!status.ok()) return cleanup(status);
@@ -563,7 +568,8 @@ absl::Status DecryptBundle(const VerifiedBundle& bundle, const SecretBytes& dek,
   for (int i = 0; i < files; ++i) {
     if (tags[i].empty()) continue;
     uint8_t header[kFileHeaderSize];
-    if (::pread(inputs[i].get(), header, sizeof(header), 0) != static_cast<ssize_t>(sizeof(header))) {
+    if (::pread(inputs[i].get(), header, sizeof(header), 0) !=
+        static_cast<ssize_t>(sizeof(header))) {
       return cleanup(IoError("read", manifest.files(i).path(), errno));
     }
     internal::MdCtxPtr md(EVP_MD_CTX_new());

@@ -39,8 +39,8 @@ bool IsValidUtf8(std::string_view s) {
 std::string FoldedKey(std::string_view path) {
   UErrorCode error = U_ZERO_ERROR;
   const icu::Normalizer2* nfc = icu::Normalizer2::getNFCInstance(error);
-  icu::UnicodeString text =
-      icu::UnicodeString::fromUTF8(icu::StringPiece(path.data(), static_cast<int32_t>(path.size())));
+  icu::UnicodeString text = icu::UnicodeString::fromUTF8(
+      icu::StringPiece(path.data(), static_cast<int32_t>(path.size())));
   text.foldCase();
   icu::UnicodeString normalized = nfc->normalize(text, error);
   std::string out;
@@ -62,8 +62,8 @@ absl::Status ValidateBundlePath(std::string_view path) {
 
   UErrorCode error = U_ZERO_ERROR;
   const icu::Normalizer2* nfc = icu::Normalizer2::getNFCInstance(error);
-  icu::UnicodeString text =
-      icu::UnicodeString::fromUTF8(icu::StringPiece(path.data(), static_cast<int32_t>(path.size())));
+  icu::UnicodeString text = icu::UnicodeString::fromUTF8(
+      icu::StringPiece(path.data(), static_cast<int32_t>(path.size())));
   if (U_FAILURE(error) || !nfc->isNormalized(text, error) || U_FAILURE(error)) {
     return PathError("path_not_nfc", path);
   }

@@ -49,8 +49,7 @@ uint32_t GetBe32(const uint8_t* p) {
 }
 
 absl::Status IoError(std::string_view op, std::string_view path, int err) {
-  return absl::InternalError(
-      absl::StrCat(ToAbsl(op), " ", ToAbsl(path), ": ", std::strerror(err)));
+  return absl::InternalError(absl::StrCat(ToAbsl(op), " ", ToAbsl(path), ": ", std::strerror(err)));
 }
 
 // Reads exactly out.size() bytes at `offset`; a short read means the file is
@@ -58,7 +57,8 @@ absl::Status IoError(std::string_view op, std::string_view path, int err) {
 absl::Status PreadExact(int fd, uint64_t offset, std::span<uint8_t> out, std::string_view path) {
   size_t done = 0;
   while (done < out.size()) {
-    ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    ssize_t n =
+        ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return IoError("read", path, errno);
     if (n == 0) return BundleError(absl::StatusCode::kDataLoss, "ciphertext_size_mismatch", path);
@@ -141,9 +141,8 @@ absl::Status AesGcmSeal(std::span<const uint8_t> key, std::span<const uint8_t> n
   CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   int len = 0;
   if (!ctx || EVP_EncryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, key.data(), nonce.data()) != 1 ||
-      (!aad.empty() &&
-       EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) !=
-           1) ||
+      (!aad.empty() && EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(),
+                                         static_cast<int>(aad.size())) != 1) ||
       EVP_EncryptUpdate(ctx.get(), out.data(), &len, plaintext.data(),
                         static_cast<int>(plaintext.size())) != 1 ||
       EVP_EncryptFinal_ex(ctx.get(), out.data() + len, &len) != 1 ||
@@ -168,9 +167,8 @@ absl::Status AesGcmOpen(std::span<const uint8_t> key, std::span<const uint8_t> n
   std::memcpy(tag, sealed.data() + body, kTagSize);
   int len = 0;
   if (!ctx || EVP_DecryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, key.data(), nonce.data()) != 1 ||
-      (!aad.empty() &&
-       EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) !=
-           1) ||
+      (!aad.empty() && EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(),
+                                         static_cast<int>(aad.size())) != 1) ||
       EVP_DecryptUpdate(ctx.get(), out.data(), &len, sealed.data(), static_cast<int>(body)) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize, tag) != 1) {
     OPENSSL_cleanse(out.data(), out.size());
@@ -390,9 +388,10 @@ absl::Status OpenSegments(int fd, const SecretBytes& dek, const ExpectedFile& ex
     HOSN_RETURN_IF_ERROR(PreadExact(fd, SegmentOffset(i, segment_size), in, path));
     absl::Status opened = cipher->Open(i, i + 1 == total, in, out);
     if (!opened.ok()) {
-      return BundleError(opened.code(), BundleErrorName(opened).empty() ? "segment_auth_failed"
-                                                                        : BundleErrorName(opened),
-                         absl::StrCat(path, " segment ", i));
+      return BundleError(
+          opened.code(),
+          BundleErrorName(opened).empty() ? "segment_auth_failed" : BundleErrorName(opened),
+          absl::StrCat(path, " segment ", i));
     }
     if (hash_plain) plain_digest.Update(out);
     if (hash_tags) tags_digest.Update(in.last(kTagSize));
@@ -411,8 +410,7 @@ absl::Status OpenSegments(int fd, const SecretBytes& dek, const ExpectedFile& ex
 }
 
 absl::StatusOr<std::string> OpenSealedBuffer(std::span<const uint8_t> sealed,
-                                             const SecretBytes& dek,
-                                             const ExpectedFile& expected) {
+                                             const SecretBytes& dek, const ExpectedFile& expected) {
   constexpr size_t kMaxBuffer = 64u << 20;
   if (sealed.size() > kMaxBuffer || expected.size > kMaxBuffer) {
     return absl::OutOfRangeError("sealed buffer above 64 MiB");

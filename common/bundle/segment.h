@@ -137,8 +137,7 @@ absl::Status OpenSegments(int fd, const SecretBytes& dek, const ExpectedFile& ex
 // Whole file into memory, for tests and fuzzing: CheckSealedFile's size and
 // header checks, then every segment. Refuses files above 64 MiB.
 absl::StatusOr<std::string> OpenSealedBuffer(std::span<const uint8_t> sealed,
-                                             const SecretBytes& dek,
-                                             const ExpectedFile& expected);
+                                             const SecretBytes& dek, const ExpectedFile& expected);
 
 }  // namespace hosn::bundle
 

@@ -112,8 +112,8 @@ absl::StatusOr<std::string> OpenSslKeySigner::SignRaw(std::string_view message) 
   if (!ctx ||
       EVP_DigestSignInit_ex(ctx.get(), nullptr, "SHA256", nullptr, nullptr, key_->pkey.get(),
                             nullptr) != 1 ||
-      EVP_DigestSign(ctx.get(), nullptr, &len,
-                     reinterpret_cast<const uint8_t*>(message.data()), message.size()) != 1) {
+      EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const uint8_t*>(message.data()),
+                     message.size()) != 1) {
     return absl::InternalError("signer: " + OsslErrorText());
   }
   std::string signature(len, '\0');
@@ -160,8 +160,7 @@ absl::StatusOr<std::string> EcdsaDerToRaw(std::string_view der, size_t half_size
   std::string raw(2 * half_size, '\0');
   auto* out = reinterpret_cast<uint8_t*>(raw.data());
   if (BN_bn2binpad(ECDSA_SIG_get0_r(sig.get()), out, static_cast<int>(half_size)) < 0 ||
-      BN_bn2binpad(ECDSA_SIG_get0_s(sig.get()), out + half_size, static_cast<int>(half_size)) <
-          0) {
+      BN_bn2binpad(ECDSA_SIG_get0_s(sig.get()), out + half_size, static_cast<int>(half_size)) < 0) {
     return absl::InvalidArgumentError("ecdsa signature: value too large");
   }
   return raw;
@@ -194,8 +193,7 @@ absl::StatusOr<std::string> SignManifest(std::string_view manifest_bytes, Manife
   // 3. Signed attributes: content type, signing time, message digest.
   uint8_t digest[EVP_MAX_MD_SIZE];
   unsigned int digest_len = 0;
-  AsnTimePtr when(X509_time_adj_ex(nullptr, 0, 0,
-                                   signing_time ? &*signing_time : nullptr));
+  AsnTimePtr when(X509_time_adj_ex(nullptr, 0, 0, signing_time ? &*signing_time : nullptr));
   if (EVP_Digest(manifest_bytes.data(), manifest_bytes.size(), digest, &digest_len, EVP_sha256(),
                  nullptr) != 1 ||
       !when ||
@@ -287,8 +285,7 @@ absl::StatusOr<std::string> VerifyManifestSignature(std::string_view manifest_by
   if (CMS_verify(cms.get(), nullptr, store.get(), content.get(), nullptr, CMS_BINARY) != 1) {
     unsigned long err = ERR_peek_error();
     std::string text = OsslErrorText();
-    if (ERR_GET_LIB(err) == ERR_LIB_CMS &&
-        ERR_GET_REASON(err) == CMS_R_CERTIFICATE_VERIFY_ERROR) {
+    if (ERR_GET_LIB(err) == ERR_LIB_CMS && ERR_GET_REASON(err) == CMS_R_CERTIFICATE_VERIFY_ERROR) {
       return SignatureError(absl::StatusCode::kPermissionDenied, "signer_untrusted", text);
     }
     return SignatureError(absl::StatusCode::kDataLoss, "signature_invalid", text);

@@ -81,8 +81,8 @@ absl::StatusOr<std::string> SignManifest(std::string_view manifest_bytes, Manife
                                          std::optional<int64_t> signing_time = std::nullopt);
 
 struct TrustOptions {
-  std::string ca_bundle_pem;             // the pinned roots
-  std::optional<int64_t> at_time;        // nullopt: now
+  std::string ca_bundle_pem;       // the pinned roots
+  std::optional<int64_t> at_time;  // nullopt: now
 };
 
 struct VerifiedManifest {
