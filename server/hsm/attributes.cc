@@ -55,9 +55,9 @@ absl::StatusOr<CK_ULONG> GetUlongAttribute(Session& session, CK_OBJECT_HANDLE ob
                                            CK_ATTRIBUTE_TYPE type) {
   CK_ULONG value = 0;
   CK_ATTRIBUTE attribute = {type, &value, sizeof(value)};
-  HOSN_RETURN_IF_ERROR(CkrStatus(
-      session.fn()->C_GetAttributeValue(session.handle(), object, &attribute, 1),
-      absl::StrCat("C_GetAttributeValue ", CkaName(type))));
+  HOSN_RETURN_IF_ERROR(
+      CkrStatus(session.fn()->C_GetAttributeValue(session.handle(), object, &attribute, 1),
+                absl::StrCat("C_GetAttributeValue ", CkaName(type))));
   if (attribute.ulValueLen == CK_UNAVAILABLE_INFORMATION) return Unusable(type, "unavailable");
   if (attribute.ulValueLen != sizeof(CK_ULONG)) return Unusable(type, "has a bad length");
   return value;
@@ -67,9 +67,9 @@ absl::StatusOr<bool> GetBoolAttribute(Session& session, CK_OBJECT_HANDLE object,
                                       CK_ATTRIBUTE_TYPE type) {
   CK_BBOOL value = CK_FALSE;
   CK_ATTRIBUTE attribute = {type, &value, sizeof(value)};
-  HOSN_RETURN_IF_ERROR(CkrStatus(
-      session.fn()->C_GetAttributeValue(session.handle(), object, &attribute, 1),
-      absl::StrCat("C_GetAttributeValue ", CkaName(type))));
+  HOSN_RETURN_IF_ERROR(
+      CkrStatus(session.fn()->C_GetAttributeValue(session.handle(), object, &attribute, 1),
+                absl::StrCat("C_GetAttributeValue ", CkaName(type))));
   if (attribute.ulValueLen == CK_UNAVAILABLE_INFORMATION) return Unusable(type, "unavailable");
   if (attribute.ulValueLen != sizeof(CK_BBOOL)) return Unusable(type, "has a bad length");
   return value == CK_TRUE;
@@ -79,18 +79,18 @@ absl::StatusOr<std::string> GetBytesAttribute(Session& session, CK_OBJECT_HANDLE
                                               CK_ATTRIBUTE_TYPE type, size_t max_bytes) {
   // 1. Ask for the length; never trust it blindly.
   CK_ATTRIBUTE attribute = {type, nullptr, 0};
-  HOSN_RETURN_IF_ERROR(CkrStatus(
-      session.fn()->C_GetAttributeValue(session.handle(), object, &attribute, 1),
-      absl::StrCat("C_GetAttributeValue ", CkaName(type))));
+  HOSN_RETURN_IF_ERROR(
+      CkrStatus(session.fn()->C_GetAttributeValue(session.handle(), object, &attribute, 1),
+                absl::StrCat("C_GetAttributeValue ", CkaName(type))));
   if (attribute.ulValueLen == CK_UNAVAILABLE_INFORMATION) return Unusable(type, "unavailable");
   if (attribute.ulValueLen > max_bytes) return Unusable(type, "too long");
 
   // 2. Read into a buffer of exactly that size.
   std::string value(attribute.ulValueLen, '\0');
   attribute.pValue = value.data();
-  HOSN_RETURN_IF_ERROR(CkrStatus(
-      session.fn()->C_GetAttributeValue(session.handle(), object, &attribute, 1),
-      absl::StrCat("C_GetAttributeValue ", CkaName(type))));
+  HOSN_RETURN_IF_ERROR(
+      CkrStatus(session.fn()->C_GetAttributeValue(session.handle(), object, &attribute, 1),
+                absl::StrCat("C_GetAttributeValue ", CkaName(type))));
   if (attribute.ulValueLen == CK_UNAVAILABLE_INFORMATION) return Unusable(type, "unavailable");
   if (attribute.ulValueLen > value.size()) return Unusable(type, "changed length");
   value.resize(attribute.ulValueLen);

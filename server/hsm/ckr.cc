@@ -167,9 +167,9 @@ bool IsRecoverable(const absl::Status& status) {
 
 bool NeedsModuleReinit(const absl::Status& status) {
   std::optional<CK_RV> rv = CkrOf(status);
-  return rv.has_value() && (*rv == CKR_DEVICE_REMOVED || *rv == CKR_TOKEN_NOT_PRESENT ||
-                            *rv == CKR_DEVICE_ERROR || *rv == CKR_CRYPTOKI_NOT_INITIALIZED ||
-                            *rv == CKR_SLOT_ID_INVALID);
+  return rv.has_value() &&
+         (*rv == CKR_DEVICE_REMOVED || *rv == CKR_TOKEN_NOT_PRESENT || *rv == CKR_DEVICE_ERROR ||
+          *rv == CKR_CRYPTOKI_NOT_INITIALIZED || *rv == CKR_SLOT_ID_INVALID);
 }
 
 }  // namespace hosn::hsm

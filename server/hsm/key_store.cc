@@ -6,6 +6,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/base/absl_compat.h"
@@ -27,6 +28,10 @@ struct KeyStore::Internals {
   MechanismTable mechanisms;
   std::vector<CK_MECHANISM_TYPE> supported;  // as reported at start-up
 
+  bool Supports(CK_MECHANISM_TYPE mechanism) const {
+    return std::find(supported.begin(), supported.end(), mechanism) != supported.end();
+  }
+
   absl::Mutex capability_mu;
   absl::flat_hash_map<std::string, absl::Status> capabilities ABSL_GUARDED_BY(capability_mu);
 };
@@ -45,8 +50,8 @@ constexpr size_t kSignChunk = 64 * 1024;
 class Template {
  public:
   void Bool(CK_ATTRIBUTE_TYPE type, bool value) {
-    attributes_.push_back({type, const_cast<CK_BBOOL*>(value ? &kTrue : &kFalse),
-                           sizeof(CK_BBOOL)});
+    attributes_.push_back(
+        {type, const_cast<CK_BBOOL*>(value ? &kTrue : &kFalse), sizeof(CK_BBOOL)});
   }
   // CK_ULONG values, always with sizeof(CK_ULONG) (case P6).
   void Ulong(CK_ATTRIBUTE_TYPE type, CK_ULONG value) {
@@ -134,13 +139,16 @@ absl::StatusOr<CK_OBJECT_HANDLE> UnwrapWith(Session& session, CK_MECHANISM_TYPE 
   CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
   const CK_RV rv = session.fn()->C_UnwrapKey(
       session.handle(), &mechanism, kek,
-      reinterpret_cast<CK_BYTE*>(const_cast<char*>(wrapped.wrapped.data())),
-      wrapped.wrapped.size(), t.data(), t.size(), &handle);
+      reinterpret_cast<CK_BYTE*>(const_cast<char*>(wrapped.wrapped.data())), wrapped.wrapped.size(),
+      t.data(), t.size(), &handle);
   if (rv == CKR_WRAPPED_KEY_INVALID || rv == CKR_WRAPPED_KEY_LEN_RANGE ||
-      rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE) {
-    // The integrity check failed: no object exists. The CKR stays attached
-    // so the pool knows the session is clean apart from that.
-    absl::Status status = CkrStatus(rv, "wrapped key failed its integrity check");
+      rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
+      rv == CKR_GENERAL_ERROR || rv == CKR_FUNCTION_FAILED) {
+    // The integrity check failed and no object exists. SoftHSM reports a
+    // failed RFC 5649 check as CKR_GENERAL_ERROR; with a KEK handle we just
+    // resolved and a mechanism the token lists, that is the only cause left.
+    absl::Status status(absl::StatusCode::kDataLoss,
+                        absl::StrCat("wrapped key failed its integrity check (", CkrName(rv), ")"));
     return status;
   }
   HOSN_RETURN_IF_ERROR(CkrStatus(rv, "C_UnwrapKey"));
@@ -164,8 +172,8 @@ absl::StatusOr<std::string> CheckValueOf(Session& session, const MechanismTable&
   }
   HOSN_ASSIGN_OR_RETURN(CK_MECHANISM_TYPE ecb, mechanisms.Get("aes-ecb"));
   CK_MECHANISM mechanism = {ecb, nullptr, 0};
-  HOSN_RETURN_IF_ERROR(CkrStatus(session.fn()->C_EncryptInit(session.handle(), &mechanism, key),
-                                 "C_EncryptInit"));
+  HOSN_RETURN_IF_ERROR(
+      CkrStatus(session.fn()->C_EncryptInit(session.handle(), &mechanism, key), "C_EncryptInit"));
   unsigned char zero[16] = {};
   unsigned char out[16];
   CK_ULONG length = sizeof(out);
@@ -193,10 +201,6 @@ class UnwrappedDekImpl : public UnwrappedDek {
     return CheckValueOf(session_, mechanisms_, handle_, dek_type_);
   }
 
-  size_t size_bytes() const override {
-    absl::StatusOr<CK_ULONG> length = GetUlongAttribute(session_, handle_, CKA_VALUE_LEN);
-    return length.ok() ? *length : 0;
-  }
 
  private:
   Session& session_;
@@ -235,8 +239,7 @@ absl::StatusOr<KeyGenSpec> KeyGenFor(std::string_view key_algorithm) {
   if (key_algorithm == "ec-p384") return KeyGenSpec{KeyType::kEc, kOidP384, 0};
   if (key_algorithm == "rsa-3072") return KeyGenSpec{KeyType::kRsa, {}, 3072};
   if (key_algorithm == "ed25519") return KeyGenSpec{KeyType::kEcEdwards, kOidEd25519, 0};
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown key algorithm ", ToAbsl(key_algorithm)));
+  return absl::InvalidArgumentError(absl::StrCat("unknown key algorithm ", ToAbsl(key_algorithm)));
 }
 
 // Signs in one part, or in several with C_SignUpdate. After a failure in the
@@ -246,8 +249,7 @@ absl::StatusOr<std::string> SignWith(Session& session, CK_MECHANISM* mechanism,
                                      CK_OBJECT_HANDLE key, std::string_view message,
                                      bool multipart) {
   CK_FUNCTION_LIST* f = session.fn();
-  HOSN_RETURN_IF_ERROR(
-      CkrStatus(f->C_SignInit(session.handle(), mechanism, key), "C_SignInit"));
+  HOSN_RETURN_IF_ERROR(CkrStatus(f->C_SignInit(session.handle(), mechanism, key), "C_SignInit"));
   std::string signature(1024, '\0');
   CK_ULONG length = signature.size();
   auto* out = reinterpret_cast<CK_BYTE*>(signature.data());
@@ -274,8 +276,7 @@ absl::StatusOr<std::string> SignWith(Session& session, CK_MECHANISM* mechanism,
   return signature;
 }
 
-absl::StatusOr<std::string> PublicKeyDer(Session& session, CK_OBJECT_HANDLE key,
-                                         KeyType key_type) {
+absl::StatusOr<std::string> PublicKeyDer(Session& session, CK_OBJECT_HANDLE key, KeyType key_type) {
   switch (key_type) {
     case KeyType::kEc: {
       HOSN_ASSIGN_OR_RETURN(std::string params,
@@ -347,8 +348,7 @@ absl::StatusOr<std::unique_ptr<KeyStore>> KeyStore::Create(const KeyStoreOptions
     return absl::InvalidArgumentError("no pkcs11 module path (option or uri module-path)");
   }
   auto internals = std::make_unique<Internals>();
-  HOSN_ASSIGN_OR_RETURN(internals->mechanisms,
-                        MechanismTable::Create(options.mechanism_overrides));
+  HOSN_ASSIGN_OR_RETURN(internals->mechanisms, MechanismTable::Create(options.mechanism_overrides));
 
   // 2. The PIN, from a file or a systemd credential only.
   const std::string pin_reference =
@@ -401,12 +401,10 @@ absl::StatusOr<KeyRef> KeyStore::ImportSecretKeyForTesting(std::string_view labe
     Template t;
     KekAttributes(t, label, id);
     std::span<const uint8_t> bytes = RevealSecret(value);
-    t.Bytes(CKA_VALUE,
-            std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    t.Bytes(CKA_VALUE, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
     CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
-    return CkrStatus(
-        session.fn()->C_CreateObject(session.handle(), t.data(), t.size(), &handle),
-        "C_CreateObject");
+    return CkrStatus(session.fn()->C_CreateObject(session.handle(), t.data(), t.size(), &handle),
+                     "C_CreateObject");
   }));
   return ref;
 }
@@ -427,9 +425,9 @@ absl::StatusOr<WrappedKey> KeyStore::GenerateWrappedDek(const KeyRef& kek,
         t.Ulong(CKA_VALUE_LEN, dek_bytes);
         CK_MECHANISM mechanism = {keygen, nullptr, 0};
         CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
-        HOSN_RETURN_IF_ERROR(CkrStatus(session.fn()->C_GenerateKey(session.handle(), &mechanism,
-                                                                   t.data(), t.size(), &handle),
-                                       "C_GenerateKey"));
+        HOSN_RETURN_IF_ERROR(CkrStatus(
+            session.fn()->C_GenerateKey(session.handle(), &mechanism, t.data(), t.size(), &handle),
+            "C_GenerateKey"));
         ScopedObject dek(session, handle);
         HOSN_ASSIGN_OR_RETURN(std::string bytes, WrapWith(session, wrap, kek_handle, dek.get()));
         return WrappedKey{std::string(algorithm), KeyType::kAes, std::move(bytes)};
@@ -439,8 +437,7 @@ absl::StatusOr<WrappedKey> KeyStore::GenerateWrappedDek(const KeyRef& kek,
 absl::Status KeyStore::WithUnwrappedDek(
     const KeyRef& kek, const WrappedKey& wrapped,
     const std::function<absl::Status(const UnwrappedDek&)>& fn) {
-  HOSN_ASSIGN_OR_RETURN(CK_MECHANISM_TYPE mechanism,
-                        internals_->mechanisms.Get(wrapped.algorithm));
+  HOSN_ASSIGN_OR_RETURN(CK_MECHANISM_TYPE mechanism, internals_->mechanisms.Get(wrapped.algorithm));
   return internals_->pool->Run(OpKind::kUnwrap, [&](Session& session) -> absl::Status {
     HOSN_ASSIGN_OR_RETURN(CK_OBJECT_HANDLE kek_handle, session.Resolve(kek));
     HOSN_ASSIGN_OR_RETURN(CK_OBJECT_HANDLE handle,
@@ -453,8 +450,7 @@ absl::Status KeyStore::WithUnwrappedDek(
 
 absl::StatusOr<WrappedKey> KeyStore::Rewrap(const KeyRef& old_kek, const WrappedKey& wrapped,
                                             const KeyRef& new_kek) {
-  HOSN_ASSIGN_OR_RETURN(CK_MECHANISM_TYPE mechanism,
-                        internals_->mechanisms.Get(wrapped.algorithm));
+  HOSN_ASSIGN_OR_RETURN(CK_MECHANISM_TYPE mechanism, internals_->mechanisms.Get(wrapped.algorithm));
   return internals_->pool->RunFor<WrappedKey>(
       OpKind::kRewrap, [&](Session& session) -> absl::StatusOr<WrappedKey> {
         HOSN_ASSIGN_OR_RETURN(CK_OBJECT_HANDLE old_handle, session.Resolve(old_kek));
@@ -483,10 +479,9 @@ absl::StatusOr<SigningKey> KeyStore::GenerateSigningKey(std::string_view key_alg
   HOSN_ASSIGN_OR_RETURN(KeyGenSpec spec, KeyGenFor(key_algorithm));
   HOSN_ASSIGN_OR_RETURN(CK_MECHANISM_TYPE keygen,
                         internals_->mechanisms.Get(absl::StrCat("keygen:", ToAbsl(key_algorithm))));
-  if (std::find(internals_->supported.begin(), internals_->supported.end(), keygen) ==
-      internals_->supported.end()) {
-    return absl::UnimplementedError(absl::StrCat("capability: module cannot generate ",
-                                                 ToAbsl(key_algorithm), " keys"));
+  if (!internals_->Supports(keygen)) {
+    return absl::UnimplementedError(
+        absl::StrCat("capability: module cannot generate ", ToAbsl(key_algorithm), " keys"));
   }
   SigningKey key;
   key.private_key = {KeyClass::kPrivateKey, spec.key_type, std::string(label), std::string(id)};
@@ -533,11 +528,10 @@ absl::StatusOr<SigningKey> KeyStore::GenerateSigningKey(std::string_view key_alg
             CK_MECHANISM mechanism = {keygen, nullptr, 0};
             CK_OBJECT_HANDLE pub_handle = CK_INVALID_HANDLE;
             CK_OBJECT_HANDLE priv_handle = CK_INVALID_HANDLE;
-            HOSN_RETURN_IF_ERROR(CkrStatus(
-                session.fn()->C_GenerateKeyPair(session.handle(), &mechanism, pub.data(),
-                                                pub.size(), priv.data(), priv.size(),
-                                                &pub_handle, &priv_handle),
-                "C_GenerateKeyPair"));
+            HOSN_RETURN_IF_ERROR(CkrStatus(session.fn()->C_GenerateKeyPair(
+                                               session.handle(), &mechanism, pub.data(), pub.size(),
+                                               priv.data(), priv.size(), &pub_handle, &priv_handle),
+                                           "C_GenerateKeyPair"));
             return PublicKeyDer(session, pub_handle, spec.key_type);
           }));
   return key;
@@ -549,11 +543,31 @@ absl::StatusOr<std::string> KeyStore::Sign(const KeyRef& private_key,
   HOSN_ASSIGN_OR_RETURN(SignatureSpec spec, SpecFor(signature_algorithm));
   if (private_key.key_class != KeyClass::kPrivateKey || private_key.key_type != spec.key_type) {
     return absl::FailedPreconditionError(
-        absl::StrCat("key '", private_key.label, "' does not fit ",
-                     ToAbsl(signature_algorithm)));
+        absl::StrCat("key '", private_key.label, "' does not fit ", ToAbsl(signature_algorithm)));
   }
   HOSN_ASSIGN_OR_RETURN(CK_MECHANISM_TYPE mechanism_type,
                         internals_->mechanisms.Get(signature_algorithm));
+
+  // Modules without hash-and-sign ECDSA (SoftHSM 2.6) get the digest from
+  // OpenSSL and sign it with plain ECDSA: the same signature scheme, and the
+  // message is not secret.
+  std::string_view data = message;
+  std::string digest;
+  bool multipart = spec.multipart;
+  if (spec.ecdsa && !internals_->Supports(mechanism_type)) {
+    HOSN_ASSIGN_OR_RETURN(CK_MECHANISM_TYPE prehashed,
+                          internals_->mechanisms.Get("ecdsa-prehashed"));
+    if (!internals_->Supports(prehashed)) {
+      return absl::UnimplementedError(
+          absl::StrCat("capability: module cannot sign ", ToAbsl(signature_algorithm)));
+    }
+    HOSN_ASSIGN_OR_RETURN(digest,
+                          ShaDigest(signature_algorithm == "ecdsa-p384-sha384" ? 384 : 256, message));
+    data = digest;
+    mechanism_type = prehashed;
+    multipart = false;
+  }
+
   CK_RSA_PKCS_PSS_PARAMS pss = {CKM_SHA256, CKG_MGF1_SHA256, 32};
   CK_MECHANISM mechanism = {mechanism_type, nullptr, 0};
   if (signature_algorithm == "rsa-pss-sha256") {
@@ -565,7 +579,7 @@ absl::StatusOr<std::string> KeyStore::Sign(const KeyRef& private_key,
       internals_->pool->RunFor<std::string>(
           OpKind::kSign, [&](Session& session) -> absl::StatusOr<std::string> {
             HOSN_ASSIGN_OR_RETURN(CK_OBJECT_HANDLE key, session.Resolve(private_key));
-            return SignWith(session, &mechanism, key, message, spec.multipart);
+            return SignWith(session, &mechanism, key, data, multipart);
           }));
   if (spec.ecdsa && format == SignatureFormat::kDer) return EcdsaRawToDer(raw);
   return raw;
@@ -602,8 +616,7 @@ absl::StatusOr<KeyInfo> KeyStore::FindKey(const KeyRef& key) {
                               GetBytesAttribute(session, handle, CKA_ID, kMaxAttributeBytes));
         HOSN_ASSIGN_OR_RETURN(info.token, GetBoolAttribute(session, handle, CKA_TOKEN));
         if (key.key_class != KeyClass::kPublicKey) {
-          HOSN_ASSIGN_OR_RETURN(info.sensitive,
-                                GetBoolAttribute(session, handle, CKA_SENSITIVE));
+          HOSN_ASSIGN_OR_RETURN(info.sensitive, GetBoolAttribute(session, handle, CKA_SENSITIVE));
           HOSN_ASSIGN_OR_RETURN(info.extractable,
                                 GetBoolAttribute(session, handle, CKA_EXTRACTABLE));
         }
@@ -631,8 +644,11 @@ absl::Status KeyStore::CheckCapability(std::string_view algorithm) {
   const std::string name(algorithm);
   absl::StatusOr<CK_MECHANISM_TYPE> mechanism = internals_->mechanisms.Get(algorithm);
   if (!mechanism.ok()) return mechanism.status();
-  if (std::find(internals_->supported.begin(), internals_->supported.end(), *mechanism) ==
-      internals_->supported.end()) {
+  const bool listed =
+      internals_->Supports(*mechanism) ||
+      (absl::StartsWith(ToAbsl(algorithm), "ecdsa-") &&
+       internals_->Supports(internals_->mechanisms.Get("ecdsa-prehashed").value_or(0)));
+  if (!listed) {
     result = absl::UnimplementedError(
         absl::StrCat("capability: module does not list a mechanism for ", name));
   } else if (algorithm == "rsa-oaep-sha256") {
@@ -656,15 +672,13 @@ absl::Status KeyStore::CheckCapability(std::string_view algorithm) {
           "C_GenerateKeyPair"));
       ScopedObject pub_object(session, pub_handle);
       ScopedObject priv_object(session, priv_handle);
-      CK_RSA_PKCS_OAEP_PARAMS oaep = {CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, nullptr,
-                                      0};
+      CK_RSA_PKCS_OAEP_PARAMS oaep = {CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, nullptr, 0};
       CK_MECHANISM encrypt = {*mechanism, &oaep, sizeof(oaep)};
       const CK_RV rv = session.fn()->C_EncryptInit(session.handle(), &encrypt, pub_handle);
       if (rv == CKR_ARGUMENTS_BAD || rv == CKR_MECHANISM_PARAM_INVALID ||
           rv == CKR_MECHANISM_INVALID) {
-        return absl::UnimplementedError(
-            absl::StrCat("capability: module refuses rsa-oaep-sha256 (", CkrName(rv),
-                         "); no fallback to sha-1"));
+        return absl::UnimplementedError(absl::StrCat("capability: module refuses rsa-oaep-sha256 (",
+                                                     CkrName(rv), "); no fallback to sha-1"));
       }
       HOSN_RETURN_IF_ERROR(CkrStatus(rv, "C_EncryptInit"));
       unsigned char data[32] = {};

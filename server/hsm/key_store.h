@@ -141,7 +141,6 @@ class UnwrappedDek {
                                                std::string_view algorithm = "aes-kwp") const = 0;
   // The key check value computed inside the HSM; see ExpectedCheckValue.
   virtual absl::StatusOr<std::string> CheckValue() const = 0;
-  virtual size_t size_bytes() const = 0;
 
  protected:
   virtual ~UnwrappedDek() = default;

@@ -19,6 +19,9 @@ absl::StatusOr<MechanismTable> MechanismTable::Create(
       {"rsa-pss-sha256", CKM_SHA256_RSA_PKCS_PSS},
       {"rsa-pkcs1-sha256", CKM_SHA256_RSA_PKCS},
       {"ed25519", CKM_EDDSA},
+      // ECDSA over a digest computed on the host, for modules (SoftHSM 2.6)
+      // without the hash-and-sign ECDSA mechanisms.
+      {"ecdsa-prehashed", CKM_ECDSA},
       // Key check values.
       {"aes-ecb", CKM_AES_ECB},
       {"hmac-sha256", CKM_SHA256_HMAC},

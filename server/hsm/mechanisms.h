@@ -26,8 +26,7 @@ struct MechanismTable {
 
   // The defaults (docs/hsm.md) with `overrides` applied. InvalidArgument if
   // an override names an algorithm we do not know.
-  static absl::StatusOr<MechanismTable> Create(
-      const std::map<std::string, uint64_t>& overrides);
+  static absl::StatusOr<MechanismTable> Create(const std::map<std::string, uint64_t>& overrides);
 
   // InvalidArgument "unknown algorithm" for a name not in the table.
   absl::StatusOr<CK_MECHANISM_TYPE> Get(std::string_view name) const;

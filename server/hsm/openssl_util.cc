@@ -27,8 +27,7 @@ using ParamBldPtr = std::unique_ptr<OSSL_PARAM_BLD, Deleter<OSSL_PARAM_BLD, OSSL
 using ParamPtr = std::unique_ptr<OSSL_PARAM, Deleter<OSSL_PARAM, OSSL_PARAM_free>>;
 using BnPtr = std::unique_ptr<BIGNUM, Deleter<BIGNUM, BN_free>>;
 using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, Deleter<ECDSA_SIG, ECDSA_SIG_free>>;
-using CipherCtxPtr =
-    std::unique_ptr<EVP_CIPHER_CTX, Deleter<EVP_CIPHER_CTX, EVP_CIPHER_CTX_free>>;
+using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, Deleter<EVP_CIPHER_CTX, EVP_CIPHER_CTX_free>>;
 
 // Strips the DER OCTET STRING around CKA_EC_POINT if present.
 std::string UnwrapOctetString(std::string_view point, size_t bare_size_hint) {
@@ -114,6 +113,17 @@ absl::StatusOr<std::string> RsaSpki(std::string_view modulus, std::string_view e
   return FromData("RSA", builder.get());
 }
 
+absl::StatusOr<std::string> ShaDigest(int bits, std::string_view data) {
+  const EVP_MD* md = bits == 256 ? EVP_sha256() : bits == 384 ? EVP_sha384() : nullptr;
+  if (md == nullptr) return absl::InvalidArgumentError("digest must be sha-256 or sha-384");
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (EVP_Digest(data.data(), data.size(), digest, &length, md, nullptr) != 1) {
+    return absl::InternalError("digest failed");
+  }
+  return std::string(reinterpret_cast<char*>(digest), length);
+}
+
 absl::StatusOr<std::string> EcdsaRawToDer(std::string_view raw) {
   if (raw.empty() || raw.size() % 2 != 0) {
     return absl::InvalidArgumentError("ecdsa signature must be r||s of equal halves");
@@ -169,7 +179,8 @@ absl::StatusOr<std::string> ExpectedCheckValue(const SecretBytes& key, KeyType k
   unsigned char zero[16] = {};
   unsigned char out[32];
   int length = 0;
-  if (ctx == nullptr || EVP_EncryptInit_ex(ctx.get(), cipher, nullptr, bytes.data(), nullptr) != 1 ||
+  if (ctx == nullptr ||
+      EVP_EncryptInit_ex(ctx.get(), cipher, nullptr, bytes.data(), nullptr) != 1 ||
       EVP_CIPHER_CTX_set_padding(ctx.get(), 0) != 1 ||
       EVP_EncryptUpdate(ctx.get(), out, &length, zero, sizeof(zero)) != 1 || length != 16) {
     return absl::InternalError("aes-ecb failed");

@@ -21,7 +21,10 @@ inline constexpr std::string_view kOidP256 =
 inline constexpr std::string_view kOidP384 = std::string_view("\x06\x05\x2b\x81\x04\x00\x22", 7);
 inline constexpr std::string_view kOidEd25519 = std::string_view("\x06\x03\x2b\x65\x70", 5);
 // The PrintableString "edwards25519" form that some modules use instead.
-inline constexpr std::string_view kNameEd25519 = std::string_view("\x13\x0c" "edwards25519", 14);
+inline constexpr std::string_view kNameEd25519 = std::string_view(
+    "\x13\x0c"
+    "edwards25519",
+    14);
 
 // EC (P-256/P-384): CKA_EC_PARAMS and CKA_EC_POINT (a DER OCTET STRING, or
 // the bare point for modules that skip the wrapping). InvalidArgument on an
@@ -31,6 +34,9 @@ absl::StatusOr<std::string> EcSpki(std::string_view ec_params, std::string_view 
 absl::StatusOr<std::string> Ed25519Spki(std::string_view ec_point);
 // RSA from CKA_MODULUS and CKA_PUBLIC_EXPONENT (big-endian).
 absl::StatusOr<std::string> RsaSpki(std::string_view modulus, std::string_view exponent);
+
+// SHA-256 or SHA-384 (`bits` 256 or 384) of public data.
+absl::StatusOr<std::string> ShaDigest(int bits, std::string_view data);
 
 // r||s (equal halves) -> DER ECDSA-Sig-Value. InvalidArgument on odd length.
 absl::StatusOr<std::string> EcdsaRawToDer(std::string_view raw);

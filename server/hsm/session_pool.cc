@@ -77,9 +77,9 @@ absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> Session::FindAll(const KeyRef& ref
     attributes.push_back({CKA_ID, const_cast<char*>(ref.id->data()), ref.id->size()});
   }
 
-  HOSN_RETURN_IF_ERROR(CkrStatus(
-      functions_->C_FindObjectsInit(handle_, attributes.data(), attributes.size()),
-      "C_FindObjectsInit"));
+  HOSN_RETURN_IF_ERROR(
+      CkrStatus(functions_->C_FindObjectsInit(handle_, attributes.data(), attributes.size()),
+                "C_FindObjectsInit"));
   FindGuard guard(*this);
   std::vector<CK_OBJECT_HANDLE> found;
   for (;;) {
@@ -103,12 +103,13 @@ absl::StatusOr<CK_OBJECT_HANDLE> Session::Resolve(const KeyRef& ref, bool use_ca
   }
   HOSN_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> found, FindAll(ref));
   if (found.empty()) {
-    return absl::NotFoundError(absl::StrCat("key not found: ", ToAbsl(KeyClassName(ref.key_class)), " ",
-                                            ToAbsl(KeyTypeName(ref.key_type)), " '", ref.label, "'"));
+    return absl::NotFoundError(absl::StrCat("key not found: ", ToAbsl(KeyClassName(ref.key_class)),
+                                            " ", ToAbsl(KeyTypeName(ref.key_type)), " '", ref.label,
+                                            "'"));
   }
   if (found.size() > 1) {
-    return absl::FailedPreconditionError(absl::StrCat("ambiguous key: ", found.size(),
-                                                      " matches for '", ref.label, "'"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("ambiguous key: ", found.size(), " matches for '", ref.label, "'"));
   }
   if (cacheable) cache_[key] = found.front();
   return found.front();
@@ -294,8 +295,7 @@ absl::Status SessionPool::Run(OpKind kind, const std::function<absl::Status(Sess
         absl::MutexLock lock(&mu_);
         generation = generation_;
       }
-      absl::StatusOr<std::unique_ptr<Session>> session =
-          Acquire(start + options_.acquire_timeout);
+      absl::StatusOr<std::unique_ptr<Session>> session = Acquire(start + options_.acquire_timeout);
       if (session.ok()) {
         status = fn(**session);
         // A failed PKCS#11 call may leave an operation active on the

@@ -150,7 +150,9 @@ class SessionPool {
  private:
   SessionPool(std::unique_ptr<Module> module, Pkcs11Uri token, SecretBytes pin,
               const Options& options)
-      : module_(std::move(module)), token_(std::move(token)), pin_(std::move(pin)),
+      : module_(std::move(module)),
+        token_(std::move(token)),
+        pin_(std::move(pin)),
         options_(options) {}
 
   bool CanAcquire() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

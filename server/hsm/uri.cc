@@ -41,8 +41,8 @@ absl::StatusOr<std::string> PercentDecode(std::string_view text, std::string_vie
 }
 
 bool IsUnreserved(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '-' || c == '.' || c == '_' || c == '~';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
 }
 
 std::string PercentEncode(std::string_view text) {
@@ -118,11 +118,9 @@ absl::StatusOr<Pkcs11Uri> ParsePkcs11Uri(std::string_view uri) {
         return absl::InvalidArgumentError(
             absl::StrCat("pkcs11 uri: unknown object type ", *parsed.type));
       }
-    } else if (name == "slot-id" || name == "slot-description" ||
-               name == "slot-manufacturer") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("pkcs11 uri: ", ToAbsl(name),
-                       " is not accepted; select the token by label or serial"));
+    } else if (name == "slot-id" || name == "slot-description" || name == "slot-manufacturer") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "pkcs11 uri: ", ToAbsl(name), " is not accepted; select the token by label or serial"));
     } else if (name == "library-description" || name == "library-manufacturer" ||
                name == "library-version") {
       continue;  // Describes the module, which module-path already pins.
@@ -174,7 +172,8 @@ std::string FormatPkcs11Uri(const Pkcs11Uri& uri) {
   add("id", uri.id);
   std::string text = absl::StrCat("pkcs11:", absl::StrJoin(path, ";"));
   std::vector<std::string> query;
-  if (uri.module_path) query.push_back(absl::StrCat("module-path=", PercentEncode(*uri.module_path)));
+  if (uri.module_path)
+    query.push_back(absl::StrCat("module-path=", PercentEncode(*uri.module_path)));
   if (uri.pin_source) query.push_back(absl::StrCat("pin-source=", PercentEncode(*uri.pin_source)));
   if (!query.empty()) absl::StrAppend(&text, "?", absl::StrJoin(query, "&"));
   return text;
