@@ -1,0 +1,170 @@
+#include "server/audit/audit_verify.h"
+
+#include <map>
+#include <memory>
+#include <string_view>
+
+#include "absl/strings/str_cat.h"
+#include "server/audit/audit_format.h"
+
+namespace hosn::audit {
+namespace {
+
+struct MdCtxDeleter {
+  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
+};
+
+bool VerifySignature(EVP_PKEY* key, std::string_view message, std::string_view signature) {
+  if (key == nullptr) return false;
+  std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+  // Ed25519 takes no digest; every other algorithm we use hashes with SHA-256
+  // or the curve's matching hash, which EVP picks from the key when NULL
+  // would be wrong, so name SHA-256 except for Ed25519.
+  const EVP_MD* md = EVP_PKEY_id(key) == EVP_PKEY_ED25519 ? nullptr : EVP_sha256();
+  if (ctx == nullptr || EVP_DigestVerifyInit(ctx.get(), nullptr, md, nullptr, key) != 1) {
+    return false;
+  }
+  return EVP_DigestVerify(ctx.get(), reinterpret_cast<const uint8_t*>(signature.data()),
+                          signature.size(), reinterpret_cast<const uint8_t*>(message.data()),
+                          message.size()) == 1;
+}
+
+}  // namespace
+
+std::string FindingKindName(FindingKind kind) {
+  switch (kind) {
+    case FindingKind::kTornTail:
+      return "torn tail";
+    case FindingKind::kUnparsable:
+      return "unparsable";
+    case FindingKind::kMissing:
+      return "missing";
+    case FindingKind::kOutOfOrder:
+      return "out of order";
+    case FindingKind::kChainBroken:
+      return "chain broken";
+    case FindingKind::kCheckpointMismatch:
+      return "checkpoint mismatch";
+    case FindingKind::kTruncated:
+      return "truncated";
+    case FindingKind::kBadCheckpointSignature:
+      return "bad checkpoint signature";
+    case FindingKind::kReplicaMismatch:
+      return "replica mismatch";
+  }
+  return "unknown";
+}
+
+VerifyReport VerifyAuditLog(const std::vector<std::string>& log_files,
+                            const std::string& checkpoints, EVP_PKEY* signer_key) {
+  VerifyReport report;
+  auto add = [&report](FindingKind kind, uint64_t sequence, std::string message) {
+    report.findings.push_back({kind, sequence, std::move(message)});
+  };
+
+  // 1. Walk every entry in order, checking numbering and the hash chain, and
+  // remember each entry's line hash for the checkpoint pass.
+  std::map<uint64_t, std::string> hash_by_sequence;
+  std::string replica;
+  std::string previous_hash(kGenesisHash);
+  uint64_t expected = 1;
+  for (size_t f = 0; f < log_files.size(); ++f) {
+    std::string_view rest = log_files[f];
+    while (!rest.empty()) {
+      const size_t newline = rest.find('\n');
+      if (newline == std::string_view::npos) {
+        if (f + 1 == log_files.size()) {
+          add(FindingKind::kTornTail, expected, "last line has no newline (interrupted write)");
+        } else {
+          add(FindingKind::kUnparsable, expected, "line without newline inside the log");
+        }
+        break;
+      }
+      const std::string_view line = rest.substr(0, newline);
+      rest.remove_prefix(newline + 1);
+      auto record = ParseRecord(line);
+      if (!record.ok()) {
+        add(FindingKind::kUnparsable, expected,
+            absl::StrCat("entry after ", expected - 1, " does not parse"));
+        previous_hash = LineHash(line);
+        continue;
+      }
+      const uint64_t sequence = record->sequence();
+      ++report.entries;
+      if (replica.empty()) replica = record->replica_id();
+      if (record->replica_id() != replica) {
+        add(FindingKind::kReplicaMismatch, sequence,
+            absl::StrCat("entry ", sequence, " belongs to replica ", record->replica_id()));
+      }
+      if (sequence > expected) {
+        add(FindingKind::kMissing, expected,
+            absl::StrCat("entries ", expected, " to ", sequence - 1, " are missing"));
+      } else if (sequence < expected) {
+        add(FindingKind::kOutOfOrder, sequence,
+            absl::StrCat("entry ", sequence, " appears after entry ", expected - 1));
+      }
+      if (record->previous_sha256() != previous_hash) {
+        add(FindingKind::kChainBroken, sequence,
+            absl::StrCat("entry ", sequence,
+                         " does not chain to the entry before it (that entry was edited, "
+                         "removed or moved)"));
+      }
+      previous_hash = LineHash(line);
+      hash_by_sequence[sequence] = previous_hash;
+      report.last_sequence = std::max(report.last_sequence, sequence);
+      expected = std::max(expected, sequence + 1);
+    }
+  }
+
+  // 2. Every checkpoint must be signed by the signer and name the same head
+  // as the log at its sequence.
+  std::string_view rest = checkpoints;
+  while (!rest.empty()) {
+    const size_t newline = rest.find('\n');
+    const std::string_view line = rest.substr(0, newline);
+    rest.remove_prefix(newline == std::string_view::npos ? rest.size() : newline + 1);
+    if (line.empty()) continue;
+    auto checkpoint = ParseCheckpoint(line);
+    if (!checkpoint.ok()) {
+      add(FindingKind::kBadCheckpointSignature, 0, "a checkpoint line does not parse");
+      continue;
+    }
+    ++report.checkpoints_checked;
+    const uint64_t sequence = checkpoint->sequence();
+    if (!VerifySignature(signer_key, CheckpointSignedBytes(*checkpoint), checkpoint->signature())) {
+      add(FindingKind::kBadCheckpointSignature, sequence,
+          absl::StrCat("checkpoint at entry ", sequence, " is not signed by the signer"));
+      continue;
+    }
+    if (!replica.empty() && checkpoint->replica_id() != replica) {
+      add(FindingKind::kReplicaMismatch, sequence,
+          absl::StrCat("checkpoint at entry ", sequence, " is for replica ",
+                       checkpoint->replica_id()));
+    }
+    auto it = hash_by_sequence.find(sequence);
+    if (it == hash_by_sequence.end()) {
+      add(FindingKind::kTruncated, sequence,
+          absl::StrCat("a signed checkpoint covers entry ", sequence, " but the log ",
+                       report.last_sequence == 0
+                           ? std::string("is empty")
+                           : absl::StrCat("ends at entry ", report.last_sequence)));
+    } else if (it->second != checkpoint->head_sha256()) {
+      add(FindingKind::kCheckpointMismatch, sequence,
+          absl::StrCat("entry ", sequence,
+                       " differs from the signed checkpoint (the log up to it was rewritten)"));
+    }
+  }
+
+  bool tampered = false;
+  for (const Finding& finding : report.findings) {
+    if (finding.kind != FindingKind::kTornTail) tampered = true;
+  }
+  if (report.checkpoints_checked == 0) {
+    add(FindingKind::kTruncated, 0, "no signed checkpoint: the log cannot be verified");
+    tampered = true;
+  }
+  report.verified = !tampered;
+  return report;
+}
+
+}  // namespace hosn::audit
