@@ -66,7 +66,8 @@ int RunWycheproof(const std::string& file) {
   for (const auto& group_value : root.fields().at("testGroups").list_value().values()) {
     const auto& group = group_value.struct_value().fields();
     bool ours = group.at("keySize").number_value() == 256 &&
-                group.at("ivSize").number_value() == 96 && group.at("tagSize").number_value() == 128;
+                group.at("ivSize").number_value() == 96 &&
+                group.at("tagSize").number_value() == 128;
     for (const auto& test_value : group.at("tests").list_value().values()) {
       const auto& t = test_value.struct_value().fields();
       auto key = *HexDecode(t.at("key").string_value());
@@ -132,7 +133,8 @@ TEST(SegmentStream, RefusesTrailingData) {
   for (size_t size : std::vector<size_t>{kS, 2 * kS, 3 * kS}) {
     for (size_t junk : {1, 16}) {
       SealedFileInfo info;
-      std::string sealed = Seal(testing::PatternBytes(size, 1), "a", &info) + std::string(junk, 'x');
+      std::string sealed =
+          Seal(testing::PatternBytes(size, 1), "a", &info) + std::string(junk, 'x');
       EXPECT_THAT(Open(sealed, Expect("a", size, info)),
                   StatusIs(absl::StatusCode::kDataLoss, HasSubstr("ciphertext_size_mismatch")));
     }
@@ -239,7 +241,8 @@ TEST(SegmentStream, BindsPathAndHeader) {
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("segment_auth_failed")));
   std::string magic = sealed;
   magic[0] = 'X';
-  EXPECT_THAT(Open(magic, same), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("header_bad_magic")));
+  EXPECT_THAT(Open(magic, same),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("header_bad_magic")));
   std::string version = sealed;
   version[11] = 2;
   EXPECT_THAT(Open(version, same),
