@@ -69,10 +69,11 @@ class Template {
   std::vector<std::unique_ptr<CK_ULONG>> ulongs_;
 };
 
-void KekAttributes(Template& t, std::string_view label, std::string_view id) {
+void KekAttributes(Template& t, std::string_view label, std::string_view id,
+                   bool token_object = true) {
   t.Ulong(CKA_CLASS, CKO_SECRET_KEY);
   t.Ulong(CKA_KEY_TYPE, CKK_AES);
-  t.Bool(CKA_TOKEN, true);
+  t.Bool(CKA_TOKEN, token_object);
   t.Bool(CKA_PRIVATE, true);
   t.Bool(CKA_SENSITIVE, true);
   t.Bool(CKA_EXTRACTABLE, false);
@@ -394,12 +395,13 @@ absl::StatusOr<KeyRef> KeyStore::GenerateKek(std::string_view label, std::string
 
 absl::StatusOr<KeyRef> KeyStore::ImportSecretKeyForTesting(std::string_view label,
                                                            std::string_view id, KeyType key_type,
-                                                           const SecretBytes& value) {
+                                                           const SecretBytes& value,
+                                                           bool token_object) {
   if (key_type != KeyType::kAes) return absl::InvalidArgumentError("test import is aes only");
   KeyRef ref = KeyRef::Kek(std::string(label), std::string(id));
   HOSN_RETURN_IF_ERROR(internals_->pool->Run(OpKind::kOther, [&](Session& session) {
     Template t;
-    KekAttributes(t, label, id);
+    KekAttributes(t, label, id, token_object);
     std::span<const uint8_t> bytes = RevealSecret(value);
     t.Bytes(CKA_VALUE, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
     CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;

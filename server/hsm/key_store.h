@@ -224,11 +224,14 @@ class KeyStore {
   // RSA-OAEP but refuses SHA-256 parameters); never falls back.
   absl::Status CheckCapability(std::string_view algorithm);
 
-  // Test-only: imports raw AES key bytes (`key_type` must be kAes) as a token
-  // KEK with the same attributes GenerateKek sets, so known-answer vectors
-  // can run through the HSM path. Never used by the daemon.
+  // Test-only: imports raw AES key bytes (`key_type` must be kAes) as a KEK
+  // with the same attributes GenerateKek sets, so known-answer vectors can
+  // run through the HSM path. With `token_object` false the key is a session
+  // object (much faster on SoftHSM); it then lives only as long as the pooled
+  // session that created it. Never used by the daemon.
   absl::StatusOr<KeyRef> ImportSecretKeyForTesting(std::string_view label, std::string_view id,
-                                                   KeyType key_type, const SecretBytes& value);
+                                                   KeyType key_type, const SecretBytes& value,
+                                                   bool token_object = true);
 
   PoolMetrics Metrics() const;
 
