@@ -124,14 +124,13 @@ absl::StatusOr<std::unique_ptr<SessionPool>> SessionPool::Create(std::unique_ptr
   std::unique_ptr<SessionPool> pool(
       new SessionPool(std::move(module), token, std::move(pin), options));
 
-  // The first session logs in; the login covers every session of this
+  // The anchor session logs in; the login covers every session of this
   // process on the token.
+  HOSN_ASSIGN_OR_RETURN(std::unique_ptr<Session> anchor, pool->OpenSession(slot, 0));
   HOSN_ASSIGN_OR_RETURN(std::unique_ptr<Session> first, pool->OpenSession(slot, 0));
-  if (absl::Status status = pool->Login(*first); !status.ok()) {
-    pool->CloseSession(std::move(first));
-    return status;
-  }
+  absl::WriterMutexLock recovery_lock(&pool->recovery_mu_);
   absl::MutexLock lock(&pool->mu_);
+  pool->anchor_ = std::move(anchor);
   pool->slot_ = slot;
   pool->free_.push_back(std::move(first));
   pool->open_count_ = 1;
@@ -140,12 +139,18 @@ absl::StatusOr<std::unique_ptr<SessionPool>> SessionPool::Create(std::unique_ptr
 
 SessionPool::~SessionPool() {
   std::vector<std::unique_ptr<Session>> sessions;
+  std::unique_ptr<Session> anchor;
   {
+    absl::WriterMutexLock recovery_lock(&recovery_mu_);
     absl::MutexLock lock(&mu_);
     sessions.swap(free_);
+    anchor = std::move(anchor_);
   }
-  if (!sessions.empty()) module_->function_list()->C_Logout(sessions.front()->handle());
   for (auto& session : sessions) CloseSession(std::move(session));
+  if (anchor != nullptr) {
+    module_->function_list()->C_Logout(anchor->handle());
+    CloseSession(std::move(anchor));
+  }
 }
 
 CK_SLOT_ID SessionPool::slot() const {
@@ -160,8 +165,19 @@ absl::StatusOr<std::unique_ptr<Session>> SessionPool::OpenSession(CK_SLOT_ID slo
       CkrStatus(module_->function_list()->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
                                                         nullptr, nullptr, &handle),
                 "C_OpenSession"));
-  return std::unique_ptr<Session>(new Session(module_->function_list(), handle, generation,
-                                              options_.cache_handles_per_session));
+  std::unique_ptr<Session> session(new Session(module_->function_list(), handle, generation,
+                                               options_.cache_handles_per_session));
+  CK_SESSION_INFO info;
+  absl::Status status =
+      CkrStatus(module_->function_list()->C_GetSessionInfo(handle, &info), "C_GetSessionInfo");
+  if (status.ok() && info.state != CKS_RW_USER_FUNCTIONS && info.state != CKS_RO_USER_FUNCTIONS) {
+    status = Login(*session);
+  }
+  if (!status.ok()) {
+    CloseSession(std::move(session));
+    return status;
+  }
+  return session;
 }
 
 void SessionPool::CloseSession(std::unique_ptr<Session> session) {
@@ -251,6 +267,7 @@ absl::Status SessionPool::Recover(uint64_t failed_generation, const absl::Status
   // 2. Drop every session: their handles, and every object handle found in
   //    them, are dead.
   for (auto& session : old_sessions) CloseSession(std::move(session));
+  if (anchor_ != nullptr) CloseSession(std::move(anchor_));
   CK_FUNCTION_LIST* functions = module_->function_list();
   functions->C_CloseAllSessions(old_slot);
 
@@ -258,6 +275,8 @@ absl::Status SessionPool::Recover(uint64_t failed_generation, const absl::Status
   //    again (its slot id may have moved), open a session and log in.
   auto fail = [this](const absl::Status& status) {
     recovery_failures_.fetch_add(1, std::memory_order_relaxed);
+    absl::MutexLock lock(&mu_);
+    broken_ = true;
     return absl::UnavailableError(
         absl::StrCat("hsm unavailable: recovery failed: ", status.message()));
   };
@@ -266,16 +285,16 @@ absl::Status SessionPool::Recover(uint64_t failed_generation, const absl::Status
   }
   absl::StatusOr<CK_SLOT_ID> slot = module_->FindSlot(token_);
   if (!slot.ok()) return fail(slot.status());
+  absl::StatusOr<std::unique_ptr<Session>> anchor = OpenSession(*slot, failed_generation + 1);
+  if (!anchor.ok()) return fail(anchor.status());
+  anchor_ = *std::move(anchor);
   absl::StatusOr<std::unique_ptr<Session>> first = OpenSession(*slot, failed_generation + 1);
   if (!first.ok()) return fail(first.status());
-  if (absl::Status status = Login(**first); !status.ok()) {
-    CloseSession(*std::move(first));
-    return fail(status);
-  }
 
   // 4. Publish the new generation; other sessions are opened on demand.
   absl::MutexLock lock(&mu_);
   slot_ = *slot;
+  broken_ = false;
   generation_ = failed_generation + 1;
   free_.push_back(*std::move(first));
   open_count_ = 1;
@@ -289,12 +308,24 @@ absl::Status SessionPool::Run(OpKind kind, const std::function<absl::Status(Sess
   bool retried = false;
   for (int attempt = 0; attempt < 2; ++attempt) {
     uint64_t generation = 0;
+    bool broken = false;
+    {
+      absl::MutexLock lock(&mu_);
+      generation = generation_;
+      broken = broken_;
+    }
+    if (broken) {
+      // An earlier recovery failed; try again before touching a session.
+      if (absl::Status recovered = Recover(generation, CkrStatus(CKR_DEVICE_REMOVED, "earlier"));
+          !recovered.ok()) {
+        status = recovered;
+        break;
+      }
+      absl::MutexLock lock(&mu_);
+      generation = generation_;
+    }
     {
       absl::ReaderMutexLock recovery_lock(&recovery_mu_);
-      {
-        absl::MutexLock lock(&mu_);
-        generation = generation_;
-      }
       absl::StatusOr<std::unique_ptr<Session>> session = Acquire(start + options_.acquire_timeout);
       if (session.ok()) {
         status = fn(**session);

@@ -1,5 +1,6 @@
 // SessionPool: a fixed number of PKCS#11 sessions on one token, one login,
-// and recovery when the HSM side restarts.
+// and recovery when the HSM side restarts. One extra session that is never
+// lent out keeps the login alive.
 //
 // Callers hand the pool a function to run on a Session (SessionPool::Run).
 // The pool lends a free session, waiting at most `acquire_timeout` when all
@@ -162,6 +163,8 @@ class SessionPool {
       ABSL_SHARED_LOCKS_REQUIRED(recovery_mu_);
   void Release(std::unique_ptr<Session> session, bool discard)
       ABSL_SHARED_LOCKS_REQUIRED(recovery_mu_);
+  // Opens a session; logs in if the token is not logged in (after a device
+  // loss the login may be gone even though sessions open).
   absl::StatusOr<std::unique_ptr<Session>> OpenSession(CK_SLOT_ID slot, uint64_t generation);
   void CloseSession(std::unique_ptr<Session> session);
   absl::Status Login(Session& session);
@@ -179,6 +182,10 @@ class SessionPool {
 
   // Held shared by every running operation, exclusively by Recover.
   absl::Mutex recovery_mu_;
+  // A session that is never lent out and holds the login: PKCS#11 logs the
+  // application out when its last session on a token closes, which would
+  // otherwise happen whenever the pool replaces its only open session.
+  std::unique_ptr<Session> anchor_ ABSL_GUARDED_BY(recovery_mu_);
 
   mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(recovery_mu_);
   std::vector<std::unique_ptr<Session>> free_ ABSL_GUARDED_BY(mu_);
@@ -186,6 +193,9 @@ class SessionPool {
   int in_use_ ABSL_GUARDED_BY(mu_) = 0;
   int waiters_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  // Set when a recovery failed: the token may be logged out, so the next
+  // caller recovers before using any session.
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
   CK_SLOT_ID slot_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Counters; atomics so that the hot path takes no extra lock.
