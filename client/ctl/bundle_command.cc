@@ -256,8 +256,7 @@ int Verify(const std::vector<std::string>& args, FILE* out, FILE* err) {
   std::fprintf(out, "verified: %s %s, %d files, signed by %s\n",
                verified->verified.manifest.model().name().c_str(),
                verified->verified.manifest.model().version().c_str(),
-               verified->verified.manifest.files_size(),
-               verified->verified.signer_subject.c_str());
+               verified->verified.manifest.files_size(), verified->verified.signer_subject.c_str());
   return kExitOk;
 }
 
@@ -282,8 +281,8 @@ int Inspect(const std::vector<std::string>& args, FILE* out, FILE* err) {
 }
 
 int Decrypt(const std::vector<std::string>& args, FILE* out, FILE* err) {
-  auto flags =
-      ParseFlags(args, 1, {"bundle", "ca", "dek", "target", "threads"}, {"skip-plaintext-digests"}, err);
+  auto flags = ParseFlags(args, 1, {"bundle", "ca", "dek", "target", "threads"},
+                          {"skip-plaintext-digests"}, err);
   if (!flags || !Require(*flags, {"bundle", "ca", "dek", "target"}, err)) return kExitUsage;
   int threads = ParseThreads(*flags);
   if (threads < 0) {

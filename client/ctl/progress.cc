@@ -56,8 +56,8 @@ void ProgressReporter::Print(bool final) {
                  fraction * 100, done / 1e6, total / 1e6, rate);
     if (final) std::fprintf(out_, "\n");
   } else {
-    std::fprintf(out_, "%s: %.1f%% (%.0f of %.0f MB, %.0f MB/s)\n", label_.c_str(),
-                 fraction * 100, done / 1e6, total / 1e6, rate);
+    std::fprintf(out_, "%s: %.1f%% (%.0f of %.0f MB, %.0f MB/s)\n", label_.c_str(), fraction * 100,
+                 done / 1e6, total / 1e6, rate);
   }
   std::fflush(out_);
 }
