@@ -20,6 +20,11 @@
 #   bad-nouri                        CA-signed, clientAuth, no hosn:// URI
 #   other-ca.pem / other-ca.key      an unrelated CA, and
 #   bad-otherca                      a client certificate from it
+#
+#   bash deploy/pki/dev-pki.sh OUT_DIR --hsm-signer PUBKEY.pem
+# issues OUT_DIR/hsm-signer.pem from the existing dev CA in OUT_DIR for a
+# public key that lives in the HSM (PEM SubjectPublicKeyInfo): the manifest
+# signing certificate (keyUsage digitalSignature, EKU codeSigning).
 # The identity scheme (hosn://<role>/<name>) is specified in docs/api.md.
 set -euo pipefail
 
@@ -88,6 +93,21 @@ issue() {
 client() { echo "extendedKeyUsage=clientAuth;subjectAltName=URI:$1"; }
 
 ca_db "$work"
+if [ "$with_bad" = "--hsm-signer" ]; then
+  pub="${3:?public key PEM required}"
+  newkey "$work/throwaway.key"
+  openssl req -new -key "$work/throwaway.key" -subj "/CN=hosn manifest signer" -out "$work/s.csr"
+  printf '%s\n' "[ext]" "basicConstraints=critical,CA:FALSE" \
+    "keyUsage=critical,digitalSignature" "extendedKeyUsage=codeSigning" \
+    "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid" "subjectAltName=URI:hosn://signer/hsm" \
+    >"$work/s.ext"
+  openssl x509 -req -in "$work/s.csr" -CA "$out/ca.pem" -CAkey "$out/ca.key" -CAcreateserial \
+    -force_pubkey "$pub" -days 825 -sha256 -extfile "$work/s.ext" -extensions ext \
+    -out "$out/hsm-signer.pem" 2>/dev/null
+  chmod 0644 "$out/hsm-signer.pem"
+  echo "dev-pki: wrote $out/hsm-signer.pem"
+  exit 0
+fi
 make_ca ca "hosn dev CA"
 issue ca server "hosn-keyd dev" \
   "extendedKeyUsage=serverAuth;subjectAltName=DNS:localhost,IP:127.0.0.1,URI:hosn://keyd/dev"

@@ -10,6 +10,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/server_context.h"
+#include "health_schema.pb.h"
 #include "hosn/keyd/v1/admin.grpc.pb.h"
 #include "hosn/keyd/v1/audit.grpc.pb.h"
 #include "hosn/keyd/v1/key_release.grpc.pb.h"
@@ -250,6 +251,9 @@ absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiServerOptio
   // Health and reflection are process-wide switches read by the builder.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // Referencing the health schema keeps its descriptor linked in, so that
+  // reflection can describe grpc.health.v1.Health.
+  (void)grpc::health::v1::HealthCheckResponse::descriptor();
 
   std::unique_ptr<ApiServer> server(new ApiServer());
   server->services_ = std::make_unique<Services>(metrics, options.observer, backend);

@@ -74,10 +74,9 @@ class ApiServerTest : public ::testing::Test {
     // The handshake-failure counter hangs off gRPC's log hook, as in the daemon.
     RouteGrpcLogs(nullptr, &metrics_);
     HOSN_ASSERT_OK_AND_ASSIGN(
-        watcher_, TlsMaterialWatcher::Create({pki_.Cert("server"), pki_.Key("server"),
-                                              pki_.Cert("ca")},
-                                             staging_.path() + "/tls", absl::ZeroDuration(),
-                                             nullptr));
+        watcher_,
+        TlsMaterialWatcher::Create({pki_.Cert("server"), pki_.Key("server"), pki_.Cert("ca")},
+                                   staging_.path() + "/tls", absl::ZeroDuration(), nullptr));
     ApiServerOptions options;
     options.listen_address = "127.0.0.1:0";
     options.credentials = watcher_->ServerCredentials(absl::Seconds(1));
@@ -85,8 +84,7 @@ class ApiServerTest : public ::testing::Test {
     HOSN_ASSERT_OK_AND_ASSIGN(server_, ApiServer::Start(options, &backend_, &metrics_));
   }
 
-  std::shared_ptr<grpc::Channel> Channel(const std::string& client,
-                                         const std::string& ca = "ca") {
+  std::shared_ptr<grpc::Channel> Channel(const std::string& client, const std::string& ca = "ca") {
     return pki_.Channel(server_->port(), client, ca);
   }
 
@@ -115,8 +113,7 @@ class ApiServerTest : public ::testing::Test {
   }
 
   double MetricValue(const std::string& line_prefix) {
-    const std::string text =
-        prometheus::TextSerializer().Serialize(metrics_.registry()->Collect());
+    const std::string text = prometheus::TextSerializer().Serialize(metrics_.registry()->Collect());
     const std::string needle = "\n" + line_prefix + " ";
     const size_t at = text.find(needle);
     if (at == std::string::npos) return -1;
@@ -257,12 +254,12 @@ TEST_F(ApiServerTest, OversizedRequestIsRefused) {
 // Health is NOT_SERVING until the daemon says so, then SERVING, per service too.
 TEST_F(ApiServerTest, HealthFollowsSetServing) {
   grpc::Status status;
-  EXPECT_EQ(hosn::testing::HealthCheck(Channel("operator"), "", &status), 2) << status.error_message();
+  EXPECT_EQ(hosn::testing::HealthCheck(Channel("operator"), "", &status), 2)
+      << status.error_message();
   server_->SetServing(true);
   EXPECT_EQ(hosn::testing::HealthCheck(Channel("operator"), "", &status), 1);
-  EXPECT_EQ(hosn::testing::HealthCheck(Channel("node-a"), "hosn.keyd.v1.KeyReleaseService",
-                                       &status),
-            1);
+  EXPECT_EQ(
+      hosn::testing::HealthCheck(Channel("node-a"), "hosn.keyd.v1.KeyReleaseService", &status), 1);
   server_->SetServing(false);
   EXPECT_EQ(hosn::testing::HealthCheck(Channel("operator"), "", &status), 2);
 }

@@ -26,15 +26,16 @@ int HealthCheck(const std::shared_ptr<grpc::Channel>& channel, const std::string
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   grpc::GenericStub stub(channel);
   std::promise<grpc::Status> done;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                 &response, [&done](grpc::Status s) { done.set_value(std::move(s)); });
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&done](grpc::Status s) { done.set_value(std::move(s)); });
   *status = done.get_future().get();
   if (!status->ok()) return -1;
   // HealthCheckResponse: field 1 (enum status); absent means 0 (UNKNOWN).
   std::vector<grpc::Slice> slices;
   (void)response.Dump(&slices);
   std::string bytes;
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   if (bytes.size() == 2 && bytes[0] == 0x08) return bytes[1];
   return 0;
 }

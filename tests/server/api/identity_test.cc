@@ -26,8 +26,9 @@ TEST(PeerIdentity, ParsesEachRole) {
     Role role;
     const char* name;
   };
-  for (const Case& c : {Case{"node-a", Role::kNode, "a"}, Case{"operator", Role::kOperator, "alice"},
-                        Case{"signer", Role::kSigner, "ci"}, Case{"auditor", Role::kAuditor, "audit"}}) {
+  for (const Case& c :
+       {Case{"node-a", Role::kNode, "a"}, Case{"operator", Role::kOperator, "alice"},
+        Case{"signer", Role::kSigner, "ci"}, Case{"auditor", Role::kAuditor, "audit"}}) {
     HOSN_ASSERT_OK_AND_ASSIGN(PeerIdentity id, PeerIdentityFromPem(ReadTestFile(pki.Cert(c.file))));
     EXPECT_EQ(id.role, c.role) << c.file;
     EXPECT_EQ(id.name, c.name) << c.file;
@@ -41,16 +42,19 @@ TEST(PeerIdentity, RefusesWrongUsageAndMissingUri) {
               StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("clientAuth")));
   EXPECT_THAT(PeerIdentityFromPem(ReadTestFile(pki.Cert("bad-nouri"))),
               StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("no hosn:// uri")));
-  EXPECT_THAT(PeerIdentityFromPem(""), StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("absent")));
-  EXPECT_THAT(PeerIdentityFromPem("garbage"), StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("unparsable")));
+  EXPECT_THAT(PeerIdentityFromPem(""),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("absent")));
+  EXPECT_THAT(PeerIdentityFromPem("garbage"),
+              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("unparsable")));
 }
 
 // Authorize admits listed roles only and names the refused role.
 TEST(PeerIdentity, AuthorizeByRole) {
   PeerIdentity node{Role::kNode, "a", "hosn://node/a"};
   HOSN_EXPECT_OK(Authorize(node, "/x/Y", {Role::kNode}));
-  EXPECT_THAT(Authorize(node, "/x/Y", {Role::kOperator, Role::kSigner}),
-              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("role node may not call /x/Y")));
+  EXPECT_THAT(
+      Authorize(node, "/x/Y", {Role::kOperator, Role::kSigner}),
+      StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("role node may not call /x/Y")));
 }
 
 // Codes pass through; internal details never reach the caller.
@@ -68,10 +72,10 @@ TEST(StatusMapping, KeepsCodeAndHidesInternalDetail) {
 // A matching, valid set validates and reports the leaf's expiry.
 TEST(TlsMaterial, ValidSetValidates) {
   DevPki pki;
-  HOSN_ASSERT_OK_AND_ASSIGN(TlsMaterialInfo info,
-                            ValidateTlsMaterial(ReadTestFile(pki.Cert("server")),
-                                                ReadTestFile(pki.Key("server")),
-                                                ReadTestFile(pki.Cert("ca"))));
+  HOSN_ASSERT_OK_AND_ASSIGN(
+      TlsMaterialInfo info,
+      ValidateTlsMaterial(ReadTestFile(pki.Cert("server")), ReadTestFile(pki.Key("server")),
+                          ReadTestFile(pki.Cert("ca"))));
   EXPECT_GT(info.server_not_after, absl::Now() + absl::Hours(24 * 700));
   EXPECT_THAT(info.server_subject, HasSubstr("hosn-keyd dev"));
 }

@@ -23,8 +23,8 @@ std::string ReadTestFile(const std::string& path) {
 }
 
 DevPki::DevPki() {
-  const std::string command = "bash " + SourcePath("deploy/pki/dev-pki.sh") + " " + dir() +
-                              " --with-bad >/dev/null";
+  const std::string command =
+      "bash " + SourcePath("deploy/pki/dev-pki.sh") + " " + dir() + " --with-bad >/dev/null";
   if (std::system(command.c_str()) != 0) {
     std::fprintf(stderr, "dev-pki.sh failed\n");
     std::abort();

@@ -1,0 +1,130 @@
+#include "server/keyd/config.h"
+
+#include <unistd.h>
+
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/absl_compat.h"
+#include "common/base/file_util.h"
+#include "common/base/status_macros.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace hosn::keyd {
+namespace {
+
+namespace v1 = ::hosn::keyd::v1;
+
+constexpr size_t kMaxConfigBytes = 1 << 20;
+
+absl::Status Bad(std::string_view field, std::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("config ", ToAbsl(field), ": ", ToAbsl(why)));
+}
+
+// "host:port" with a numeric port; "[v6]:port" accepted.
+bool IsHostPort(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) return false;
+  for (size_t i = colon + 1; i < address.size(); ++i) {
+    if (address[i] < '0' || address[i] > '9') return false;
+  }
+  return address.size() - colon - 1 <= 5;
+}
+
+}  // namespace
+
+void ApplyDefaults(v1::KeydConfig& config) {
+  v1::TlsConfig& tls = *config.mutable_tls();
+  if (tls.reload_interval_seconds() == 0) tls.set_reload_interval_seconds(10);
+  v1::HsmConfig& hsm = *config.mutable_hsm();
+  if (hsm.pool_size() == 0) hsm.set_pool_size(4);
+  if (hsm.health_check_interval_seconds() == 0) hsm.set_health_check_interval_seconds(5);
+  v1::LimitsConfig& limits = *config.mutable_limits();
+  if (limits.max_request_bytes() == 0) limits.set_max_request_bytes(4u << 20);
+  if (limits.max_concurrent_streams() == 0) limits.set_max_concurrent_streams(100);
+  if (limits.max_rpc_duration_ms() == 0) limits.set_max_rpc_duration_ms(10000);
+  if (limits.shutdown_grace_seconds() == 0) limits.set_shutdown_grace_seconds(10);
+  v1::LoggingConfig& logging = *config.mutable_logging();
+  if (logging.level().empty()) logging.set_level("info");
+  if (logging.format().empty()) logging.set_format("json");
+  if (config.replica_id().empty()) {
+    char host[256] = {};
+    if (gethostname(host, sizeof(host) - 1) == 0) config.set_replica_id(host);
+  }
+}
+
+absl::Status ValidateConfig(const v1::KeydConfig& config) {
+  if (!IsHostPort(config.listen_address())) return Bad("listen_address", "want host:port");
+  if (config.tls().server_certificate_path().empty()) {
+    return Bad("tls.server_certificate_path", "missing");
+  }
+  if (config.tls().server_private_key_path().empty()) {
+    return Bad("tls.server_private_key_path", "missing");
+  }
+  if (config.tls().client_ca_bundle_path().empty()) {
+    return Bad("tls.client_ca_bundle_path", "missing");
+  }
+  if (config.hsm().module_path().empty()) return Bad("hsm.module_path", "missing");
+  if (!absl::StartsWith(config.hsm().token_uri(), "pkcs11:")) {
+    return Bad("hsm.token_uri", "want an RFC 7512 pkcs11: URI");
+  }
+  const std::string& pin = config.hsm().pin_reference();
+  if (!absl::StartsWith(pin, "file:") && !absl::StartsWith(pin, "credential:")) {
+    return Bad("hsm.pin_reference", "want file:/path or credential:NAME");
+  }
+  if (config.hsm().pool_size() > 256) return Bad("hsm.pool_size", "at most 256");
+  if (!config.hsm().signing_key_label().empty() &&
+      config.hsm().signing_certificate_chain_path().empty()) {
+    return Bad("hsm.signing_certificate_chain_path", "required with signing_key_label");
+  }
+  if (!config.metrics().listen_address().empty() &&
+      !IsHostPort(config.metrics().listen_address())) {
+    return Bad("metrics.listen_address", "want host:port");
+  }
+  if (config.limits().max_request_bytes() > (64u << 20)) {
+    return Bad("limits.max_request_bytes", "at most 64 MiB");
+  }
+  const std::string& level = config.logging().level();
+  if (level != "debug" && level != "info" && level != "warn" && level != "error") {
+    return Bad("logging.level", "want debug, info, warn or error");
+  }
+  if (config.logging().format() != "json" && config.logging().format() != "text") {
+    return Bad("logging.format", "want json or text");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::KeydConfig> ParseConfig(std::string_view text, bool json) {
+  v1::KeydConfig config;
+  if (json) {
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = false;
+    auto status = google::protobuf::util::JsonStringToMessage(std::string(text), &config, options);
+    if (!status.ok()) return Bad("json", std::string(status.message()));
+  } else {
+    // Collects the parser's first error instead of printing it.
+    class Collector : public google::protobuf::io::ErrorCollector {
+     public:
+      void AddError(int line, int column, const std::string& message) override {
+        if (first.empty()) first = absl::StrCat("line ", line + 1, ": ", message);
+      }
+      std::string first;
+    } collector;
+    google::protobuf::TextFormat::Parser parser;
+    parser.RecordErrorsTo(&collector);
+    if (!parser.ParseFromString(std::string(text), &config)) return Bad("text", collector.first);
+  }
+  ApplyDefaults(config);
+  HOSN_RETURN_IF_ERROR(ValidateConfig(config));
+  return config;
+}
+
+absl::StatusOr<v1::KeydConfig> LoadConfig(const std::string& path) {
+  HOSN_ASSIGN_OR_RETURN(std::string text, ReadFile(path, kMaxConfigBytes));
+  return ParseConfig(text, absl::EndsWith(path, ".json"));
+}
+
+}  // namespace hosn::keyd

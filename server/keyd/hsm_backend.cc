@@ -1,0 +1,337 @@
+#include "server/keyd/hsm_backend.h"
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/absl_compat.h"
+#include "common/base/file_util.h"
+#include "common/base/hex.h"
+#include "common/base/status_macros.h"
+
+namespace hosn::keyd {
+namespace {
+
+namespace v1 = ::hosn::keyd::v1;
+
+constexpr char kSignatureAlgorithm[] = "ecdsa-p256-sha256";
+constexpr char kProbeLabel[] = "hosn-keyd-probe";
+
+// DER certificates of a PEM chain file, in file order.
+absl::StatusOr<std::vector<std::string>> ReadChainDer(const std::string& path) {
+  HOSN_ASSIGN_OR_RETURN(std::string pem, ReadFile(path, 1 << 20));
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+  std::vector<std::string> chain;
+  while (X509* cert = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
+    unsigned char* der = nullptr;
+    const int length = i2d_X509(cert, &der);
+    X509_free(cert);
+    if (length <= 0) return absl::InvalidArgumentError("signing chain: bad certificate");
+    chain.emplace_back(reinterpret_cast<const char*>(der), static_cast<size_t>(length));
+    OPENSSL_free(der);
+  }
+  if (chain.empty()) return absl::InvalidArgumentError("signing chain: no certificate");
+  return chain;
+}
+
+std::string Sha256(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr) != 1) return {};
+  return std::string(reinterpret_cast<const char*>(digest), length);
+}
+
+// Key labels: 1-64 of [A-Za-z0-9._-].
+absl::Status CheckLabel(std::string_view label) {
+  if (label.empty() || label.size() > 64) return absl::InvalidArgumentError("label: bad length");
+  for (char c : label) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) return absl::InvalidArgumentError("label: bad character");
+  }
+  return absl::OkStatus();
+}
+
+// "<base>.v<N>" -> (base, N); anything else -> (label, 0).
+std::pair<std::string, uint32_t> SplitVersion(const std::string& label) {
+  const size_t dot = label.rfind(".v");
+  uint32_t version = 0;
+  if (dot != std::string::npos && absl::SimpleAtoi(label.substr(dot + 2), &version)) {
+    return {label.substr(0, dot), version};
+  }
+  return {label, 0};
+}
+
+std::string RandomId() {
+  unsigned char id[8];
+  if (RAND_bytes(id, sizeof(id)) != 1) return {};
+  return std::string(reinterpret_cast<const char*>(id), sizeof(id));
+}
+
+}  // namespace
+
+HsmBackend::HsmBackend(v1::HsmConfig config, hsm::KeyStoreOptions options,
+                       std::vector<std::string> chain_der, ReadinessCallback callback)
+    : config_(std::move(config)),
+      options_(std::move(options)),
+      chain_der_(std::move(chain_der)),
+      callback_(std::move(callback)) {}
+
+absl::StatusOr<std::unique_ptr<HsmBackend>> HsmBackend::Create(const v1::HsmConfig& config,
+                                                               absl::Duration max_wait,
+                                                               ReadinessCallback callback) {
+  std::vector<std::string> chain;
+  if (!config.signing_key_label().empty()) {
+    HOSN_ASSIGN_OR_RETURN(chain, ReadChainDer(config.signing_certificate_chain_path()));
+  }
+  hsm::KeyStoreOptions options;
+  options.uri = config.token_uri();
+  options.module_path = config.module_path();
+  options.pin_reference = config.pin_reference();
+  options.pool_size = static_cast<int>(config.pool_size());
+  options.acquire_timeout = max_wait;
+
+  std::unique_ptr<HsmBackend> backend(
+      new HsmBackend(config, std::move(options), std::move(chain), std::move(callback)));
+
+  // First attempt: configuration mistakes are fatal now rather than retried
+  // forever (and a wrong PIN is not retried into a locked token).
+  absl::StatusOr<std::unique_ptr<hsm::KeyStore>> store = hsm::KeyStore::Create(backend->options_);
+  if (store.ok()) {
+    absl::MutexLock lock(&backend->mu_);
+    backend->store_ = std::move(*store);
+  } else if (store.status().code() != absl::StatusCode::kNotFound &&
+             store.status().code() != absl::StatusCode::kUnavailable) {
+    return store.status();
+  }
+  backend->CheckOnce();
+  backend->monitor_ = std::thread([b = backend.get()] { b->MonitorLoop(); });
+  return backend;
+}
+
+HsmBackend::~HsmBackend() { Shutdown(); }
+
+void HsmBackend::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (monitor_.joinable()) monitor_.join();
+  std::shared_ptr<hsm::KeyStore> store;
+  {
+    absl::MutexLock lock(&mu_);
+    store = std::move(store_);
+    ready_ = false;
+  }
+  // The last reference closes the sessions and finalizes the module; running
+  // RPCs holding a reference finish first.
+  store.reset();
+}
+
+std::optional<hsm::PoolMetrics> HsmBackend::PoolMetrics() const {
+  absl::MutexLock lock(&mu_);
+  if (store_ == nullptr) return std::nullopt;
+  return store_->Metrics();
+}
+
+bool HsmBackend::Ready() const {
+  absl::MutexLock lock(&mu_);
+  return ready_;
+}
+
+absl::StatusOr<std::shared_ptr<hsm::KeyStore>> HsmBackend::Store() const {
+  absl::MutexLock lock(&mu_);
+  if (store_ == nullptr || !ready_) return absl::UnavailableError("hsm: token unreachable");
+  return store_;
+}
+
+void HsmBackend::SetReady(bool ready, const absl::Status& why) {
+  bool changed = false;
+  {
+    absl::MutexLock lock(&mu_);
+    changed = !reported_ || ready_ != ready;
+    ready_ = ready;
+    reported_ = true;
+  }
+  if (changed && callback_) callback_(ready, why);
+}
+
+void HsmBackend::CheckOnce() {
+  std::shared_ptr<hsm::KeyStore> store;
+  {
+    absl::MutexLock lock(&mu_);
+    store = store_;
+  }
+  // 1. Not connected: try to connect.
+  if (store == nullptr) {
+    absl::StatusOr<std::unique_ptr<hsm::KeyStore>> created = hsm::KeyStore::Create(options_);
+    if (!created.ok()) {
+      SetReady(false, created.status());
+      return;
+    }
+    store = std::move(*created);
+    absl::MutexLock lock(&mu_);
+    store_ = store;
+  }
+  // 2. Connected: a lookup proves the token answers. NotFound is an answer.
+  const std::string label = !config_.kek_label().empty() ? config_.kek_label() : kProbeLabel;
+  absl::StatusOr<hsm::KeyInfo> probe = store->FindKey(hsm::KeyRef::Kek(label));
+  const absl::StatusCode code = probe.status().code();
+  if (code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded ||
+      code == absl::StatusCode::kInternal) {
+    SetReady(false, probe.status());
+  } else {
+    SetReady(true, absl::OkStatus());
+  }
+}
+
+void HsmBackend::MonitorLoop() {
+  const absl::Duration interval = absl::Seconds(config_.health_check_interval_seconds());
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval)) return;
+    }
+    CheckOnce();
+  }
+}
+
+absl::StatusOr<v1::SignManifestResponse> HsmBackend::SignManifest(
+    const api::PeerIdentity&, const v1::SignManifestRequest& request) {
+  if (config_.signing_key_label().empty()) {
+    return absl::FailedPreconditionError("signing: no signing key configured");
+  }
+  // TODO(#4): chains for other signing keys; only the configured key has one.
+  if (!request.key_label().empty() && request.key_label() != config_.signing_key_label()) {
+    return absl::InvalidArgumentError("key_label: only the configured signing key");
+  }
+  HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, Store());
+  const hsm::KeyRef key{hsm::KeyClass::kPrivateKey, hsm::KeyType::kEc, config_.signing_key_label(),
+                        std::nullopt};
+  HOSN_ASSIGN_OR_RETURN(
+      std::string signature,
+      store->Sign(key, kSignatureAlgorithm, request.manifest(), hsm::SignatureFormat::kDer));
+  v1::SignManifestResponse response;
+  response.set_signature(std::move(signature));
+  response.set_signature_algorithm(v1::SIGNATURE_ALGORITHM_ECDSA_P256_SHA256);
+  for (const std::string& der : chain_der_) response.add_certificate_chain(der);
+  response.set_key_label(config_.signing_key_label());
+  response.set_manifest_sha256(Sha256(request.manifest()));
+  return response;
+}
+
+absl::StatusOr<v1::KeyDescription> HsmBackend::DescribeKek(hsm::KeyStore& store,
+                                                           const std::string& label) {
+  HOSN_ASSIGN_OR_RETURN(hsm::KeyInfo info, store.FindKey(hsm::KeyRef::Kek(label)));
+  v1::KeyDescription description;
+  description.set_label(info.label);
+  description.set_id(HexEncode(info.id));
+  description.set_kind(v1::KEY_KIND_KEK);
+  description.set_algorithm("AES-256");
+  description.set_version(SplitVersion(info.label).second);
+  return description;
+}
+
+absl::StatusOr<v1::CreateModelKeyResponse> HsmBackend::CreateModelKey(
+    const api::PeerIdentity&, const v1::CreateModelKeyRequest& request) {
+  if (request.model_name().empty()) return absl::InvalidArgumentError("model_name: empty");
+  // TODO(#5): wrap the DEK to the station's key inside the HSM, as a release does.
+  if (!request.station_public_key().empty()) {
+    return absl::UnimplementedError("station_public_key: wrap to station not yet available");
+  }
+  const std::string kek_label =
+      request.kek_label().empty() ? config_.kek_label() : request.kek_label();
+  HOSN_RETURN_IF_ERROR(CheckLabel(kek_label));
+  HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, Store());
+  HOSN_ASSIGN_OR_RETURN(v1::KeyDescription kek, DescribeKek(*store, kek_label));
+  HOSN_ASSIGN_OR_RETURN(hsm::WrappedKey wrapped,
+                        store->GenerateWrappedDek(hsm::KeyRef::Kek(kek_label), "aes-kwp", 32));
+  v1::CreateModelKeyResponse response;
+  response.set_kek_wrapped_dek(std::move(wrapped.wrapped));
+  response.set_kek_label(kek.label());
+  response.set_kek_id(kek.id());
+  return response;
+}
+
+absl::StatusOr<v1::CreateKekResponse> HsmBackend::CreateKek(const api::PeerIdentity&,
+                                                            const v1::CreateKekRequest& request) {
+  HOSN_RETURN_IF_ERROR(CheckLabel(request.label()));
+  HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, Store());
+  absl::MutexLock lock(&admin_mu_);
+  if (store->FindKey(hsm::KeyRef::Kek(request.label())).ok()) {
+    return absl::AlreadyExistsError(absl::StrCat("kek ", request.label(), ": exists"));
+  }
+  HOSN_RETURN_IF_ERROR(store->GenerateKek(request.label(), RandomId()).status());
+  v1::CreateKekResponse response;
+  HOSN_ASSIGN_OR_RETURN(*response.mutable_key(), DescribeKek(*store, request.label()));
+  return response;
+}
+
+absl::StatusOr<v1::RotateKeyResponse> HsmBackend::RotateKey(const api::PeerIdentity&,
+                                                            const v1::RotateKeyRequest& request) {
+  HOSN_RETURN_IF_ERROR(CheckLabel(request.label()));
+  HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, Store());
+  absl::MutexLock lock(&admin_mu_);
+  // Find the newest version of the family: <base>, <base>.v1, <base>.v2...
+  // TODO(#4): rotation of signing keys (needs a new certificate).
+  const std::string base = SplitVersion(request.label()).first;
+  std::string current;
+  uint32_t version = 0;
+  if (store->FindKey(hsm::KeyRef::Kek(base)).ok()) current = base;
+  for (uint32_t v = 1; v < 10000; ++v) {
+    const std::string label = absl::StrCat(base, ".v", v);
+    if (!store->FindKey(hsm::KeyRef::Kek(label)).ok()) break;
+    current = label;
+    version = v;
+  }
+  if (current.empty()) return absl::NotFoundError(absl::StrCat("kek ", base, ": not found"));
+  const std::string next = absl::StrCat(base, ".v", version + 1);
+  HOSN_RETURN_IF_ERROR(store->GenerateKek(next, RandomId()).status());
+  v1::RotateKeyResponse response;
+  HOSN_ASSIGN_OR_RETURN(*response.mutable_previous_key(), DescribeKek(*store, current));
+  HOSN_ASSIGN_OR_RETURN(*response.mutable_new_key(), DescribeKek(*store, next));
+  return response;
+}
+
+absl::StatusOr<v1::ListKeysResponse> HsmBackend::ListKeys(const api::PeerIdentity&,
+                                                          const v1::ListKeysRequest& request) {
+  HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, Store());
+  // TODO(#4): enumerate every managed key; the KeyStore has no listing yet,
+  // so this reports the configured keys that exist.
+  v1::ListKeysResponse response;
+  const bool all = request.kind() == v1::KEY_KIND_UNSPECIFIED;
+  if ((all || request.kind() == v1::KEY_KIND_KEK) && !config_.kek_label().empty()) {
+    absl::StatusOr<v1::KeyDescription> kek = DescribeKek(*store, config_.kek_label());
+    if (kek.ok()) {
+      *response.add_keys() = *std::move(kek);
+    } else if (kek.status().code() != absl::StatusCode::kNotFound) {
+      return kek.status();
+    }
+  }
+  if ((all || request.kind() == v1::KEY_KIND_SIGNING) && !config_.signing_key_label().empty()) {
+    const hsm::KeyRef key{hsm::KeyClass::kPrivateKey, hsm::KeyType::kEc,
+                          config_.signing_key_label(), std::nullopt};
+    absl::StatusOr<hsm::KeyInfo> info = store->FindKey(key);
+    if (info.ok()) {
+      v1::KeyDescription* description = response.add_keys();
+      description->set_label(info->label);
+      description->set_id(HexEncode(info->id));
+      description->set_kind(v1::KEY_KIND_SIGNING);
+      description->set_algorithm("EC-P256");
+      absl::StatusOr<std::string> spki = store->ExportPublicKey(key);
+      if (spki.ok()) description->set_public_key_sha256(Sha256(*spki));
+    } else if (info.status().code() != absl::StatusCode::kNotFound) {
+      return info.status();
+    }
+  }
+  return response;
+}
+
+}  // namespace hosn::keyd

@@ -1,0 +1,100 @@
+// HsmBackend: the daemon's KeyBackend over the PKCS#11 KeyStore.
+//
+// The backend owns the KeyStore (and with it the module, the session pool and
+// the login). It starts even when the token is unreachable: a monitor thread
+// retries KeyStore::Create every health-check interval and, once connected,
+// probes the token with a key lookup; readiness changes are reported to the
+// callback (the daemon flips gRPC health and the hosn_keyd_hsm_ready gauge).
+// While not ready every operation fails with Unavailable. When the token
+// returns, the pool's own recovery or a fresh Create brings it back without a
+// restart.
+//
+// Signing uses the configured EC P-256 key and returns the certificate chain
+// read from the configured PEM file at start. Key material never passes
+// through this class: DEKs leave the HSM only wrapped.
+//
+// Ownership: Shutdown() (or the destructor) stops the monitor and destroys
+// the KeyStore, which closes every session and calls C_Finalize. Thread
+// safety: every method is safe to call concurrently.
+#ifndef HOSN_SERVER_KEYD_HSM_BACKEND_H_
+#define HOSN_SERVER_KEYD_HSM_BACKEND_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "hosn/keyd/v1/config.pb.h"
+#include "server/api/key_backend.h"
+#include "server/hsm/key_store.h"
+
+namespace hosn::keyd {
+
+class HsmBackend final : public api::KeyBackend {
+ public:
+  // Called from the monitor thread when readiness changes; `why` is the
+  // status that made it unready (OK when ready).
+  using ReadinessCallback = std::function<void(bool ready, const absl::Status& why)>;
+
+  // InvalidArgument on an unusable configuration (bad URI, unreadable chain
+  // file); an unreachable token is not an error (see above). Makes one
+  // connection attempt before returning, so a reachable token is ready at once.
+  static absl::StatusOr<std::unique_ptr<HsmBackend>> Create(const hosn::keyd::v1::HsmConfig& config,
+                                                            absl::Duration max_wait,
+                                                            ReadinessCallback callback);
+  ~HsmBackend() override;
+
+  // Stops the monitor, then closes sessions and finalizes the module.
+  void Shutdown();
+
+  // The pool's counters, or nullopt while there is no KeyStore.
+  std::optional<hsm::PoolMetrics> PoolMetrics() const;
+
+  bool Ready() const override;
+  absl::StatusOr<keyd::v1::SignManifestResponse> SignManifest(
+      const api::PeerIdentity& caller, const keyd::v1::SignManifestRequest& request) override;
+  absl::StatusOr<keyd::v1::CreateModelKeyResponse> CreateModelKey(
+      const api::PeerIdentity& caller, const keyd::v1::CreateModelKeyRequest& request) override;
+  absl::StatusOr<keyd::v1::CreateKekResponse> CreateKek(
+      const api::PeerIdentity& caller, const keyd::v1::CreateKekRequest& request) override;
+  absl::StatusOr<keyd::v1::RotateKeyResponse> RotateKey(
+      const api::PeerIdentity& caller, const keyd::v1::RotateKeyRequest& request) override;
+  absl::StatusOr<keyd::v1::ListKeysResponse> ListKeys(
+      const api::PeerIdentity& caller, const keyd::v1::ListKeysRequest& request) override;
+
+ private:
+  HsmBackend(hosn::keyd::v1::HsmConfig config, hsm::KeyStoreOptions options,
+             std::vector<std::string> chain_der, ReadinessCallback callback);
+
+  // The KeyStore if ready, Unavailable otherwise.
+  absl::StatusOr<std::shared_ptr<hsm::KeyStore>> Store() const;
+  // One connection attempt or probe; updates readiness.
+  void CheckOnce();
+  void MonitorLoop();
+  void SetReady(bool ready, const absl::Status& why);
+  absl::StatusOr<keyd::v1::KeyDescription> DescribeKek(hsm::KeyStore& store,
+                                                       const std::string& label);
+
+  // Constant after construction.
+  const hosn::keyd::v1::HsmConfig config_;
+  const hsm::KeyStoreOptions options_;
+  const std::vector<std::string> chain_der_;
+  const ReadinessCallback callback_;
+
+  mutable absl::Mutex mu_;
+  std::shared_ptr<hsm::KeyStore> store_ ABSL_GUARDED_BY(mu_);
+  bool ready_ ABSL_GUARDED_BY(mu_) = false;
+  bool reported_ ABSL_GUARDED_BY(mu_) = false;  // readiness reported at least once
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  absl::Mutex admin_mu_;  // serializes key creation and rotation
+  std::thread monitor_;
+};
+
+}  // namespace hosn::keyd
+
+#endif  // HOSN_SERVER_KEYD_HSM_BACKEND_H_

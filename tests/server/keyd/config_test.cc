@@ -1,0 +1,71 @@
+// Parsing, defaults and validation of the daemon configuration, and the
+// example configs shipped in deploy/config/.
+#include "server/keyd/config.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_paths.h"
+
+namespace hosn::keyd {
+namespace {
+
+using ::hosn::testing::StatusIs;
+using ::testing::HasSubstr;
+
+constexpr char kMinimal[] = R"(
+listen_address: "127.0.0.1:7443"
+tls { server_certificate_path: "s.pem" server_private_key_path: "s.key" client_ca_bundle_path: "ca.pem" }
+hsm { module_path: "/m.so" token_uri: "pkcs11:token=t" pin_reference: "file:/pin" }
+)";
+
+// Unset optional fields get their documented defaults.
+TEST(Config, MinimalTextGetsDefaults) {
+  HOSN_ASSERT_OK_AND_ASSIGN(auto config, ParseConfig(kMinimal, /*json=*/false));
+  EXPECT_EQ(config.hsm().pool_size(), 4u);
+  EXPECT_EQ(config.tls().reload_interval_seconds(), 10u);
+  EXPECT_EQ(config.limits().max_request_bytes(), 4u << 20);
+  EXPECT_EQ(config.limits().shutdown_grace_seconds(), 10u);
+  EXPECT_EQ(config.logging().format(), "json");
+  EXPECT_FALSE(config.replica_id().empty());
+}
+
+// Both example configs in deploy/config parse and validate.
+TEST(Config, ShippedExamplesAreValid) {
+  HOSN_EXPECT_OK(LoadConfig(hosn::testing::SourcePath("deploy/config/hosn-keyd.textproto")));
+  HOSN_EXPECT_OK(LoadConfig(hosn::testing::SourcePath("deploy/config/hosn-keyd.dev.json")));
+}
+
+// A PIN given inline instead of as a reference is refused.
+TEST(Config, InlinePinIsRefused) {
+  std::string text = kMinimal;
+  text.replace(text.find("file:/pin"), 9, "1234");
+  EXPECT_THAT(ParseConfig(text, false),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hsm.pin_reference")));
+}
+
+// Unknown fields, bad addresses and bad levels name the field.
+TEST(Config, ErrorsNameTheField) {
+  EXPECT_THAT(ParseConfig("bogus: 1", false),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line 1")));
+  EXPECT_THAT(ParseConfig(R"({"listenAddress": "x", "nope": 1})", true),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("json")));
+  std::string text = std::string(kMinimal) + "logging { level: \"loud\" }";  // a new block
+  EXPECT_THAT(ParseConfig(text, false),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("logging.level")));
+  std::string no_port = kMinimal;
+  no_port.replace(no_port.find("127.0.0.1:7443"), 14, "127.0.0.1");
+  EXPECT_THAT(ParseConfig(no_port, false),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("listen_address")));
+}
+
+// A signing key without its certificate chain is refused.
+TEST(Config, SigningKeyNeedsChain) {
+  std::string text = kMinimal;
+  text.replace(text.find("pin_reference"), 0, "signing_key_label: \"s\" ");
+  EXPECT_THAT(ParseConfig(text, false), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                 HasSubstr("signing_certificate_chain_path")));
+}
+
+}  // namespace
+}  // namespace hosn::keyd

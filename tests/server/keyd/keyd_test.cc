@@ -1,0 +1,363 @@
+// hosn-keyd as a real process: SoftHSM token, dev PKI certificates, loopback
+// mTLS, Prometheus scrape, reflection through buf curl, HSM outage and
+// recovery, graceful SIGTERM, exit codes.
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "gmock/gmock.h"
+#include "grpcpp/client_context.h"
+#include "gtest/gtest.h"
+#include "hosn/keyd/v1/admin.grpc.pb.h"
+#include "hosn/keyd/v1/key_release.grpc.pb.h"
+#include "hosn/keyd/v1/signing.grpc.pb.h"
+#include "server/hsm/key_store.h"
+#include "tests/server/api/grpc_test_util.h"
+#include "tests/server/api/test_pki.h"
+#include "tests/server/keyd/keyd_process.h"
+#include "tests/testing/softhsm_token.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_paths.h"
+
+namespace hosn::keyd {
+namespace {
+
+namespace v1 = ::hosn::keyd::v1;
+using ::hosn::testing::DevPki;
+using ::hosn::testing::KeydProcess;
+using ::hosn::testing::RunCommand;
+using ::hosn::testing::ScopedTempDir;
+using ::hosn::testing::SoftHsmToken;
+using ::testing::HasSubstr;
+
+constexpr char kHealthServing = 1;
+constexpr char kHealthNotServing = 2;
+
+void Deadline(grpc::ClientContext* context) {
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+}
+
+class KeydTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    HOSN_ASSERT_OK_AND_ASSIGN(token_, SoftHsmToken::Create("hosn-keyd"));
+    ASSERT_NO_FATAL_FAILURE(Provision());
+  }
+
+  // A KEK and an EC P-256 signing key on the token, and a dev-CA certificate
+  // for the signing key's public half.
+  void Provision() {
+    hsm::KeyStoreOptions options;
+    options.uri = token_->uri();
+    options.module_path = SoftHsmToken::kModulePath;
+    options.pin_reference = token_->pin_reference();
+    options.pool_size = 1;
+    HOSN_ASSERT_OK_AND_ASSIGN(std::unique_ptr<hsm::KeyStore> store, hsm::KeyStore::Create(options));
+    HOSN_ASSERT_OK(store->GenerateKek("hosn-kek", "k1").status());
+    HOSN_ASSERT_OK_AND_ASSIGN(hsm::SigningKey signer,
+                              store->GenerateSigningKey("ec-p256", "hosn-signer", "s1"));
+    std::ofstream(dir_.Join("signer.der"), std::ios::binary) << signer.public_key_der;
+    HOSN_ASSERT_OK(
+        RunCommand(absl::StrCat("openssl pkey -pubin -inform DER -in ", dir_.Join("signer.der"),
+                                " -out ", dir_.Join("signer.pub.pem")))
+            .status());
+    HOSN_ASSERT_OK(
+        RunCommand(absl::StrCat("bash ", hosn::testing::SourcePath("deploy/pki/dev-pki.sh"), " ",
+                                pki_.dir(), " --hsm-signer ", dir_.Join("signer.pub.pem")))
+            .status());
+  }
+
+  // Writes a text-format config for `token_label` and returns its path.
+  std::string WriteConfig(const std::string& token_label, const std::string& extra = "") {
+    const std::string path = dir_.Join("keyd.textproto");
+    std::ofstream(path) << absl::StrCat(R"(
+listen_address: "127.0.0.1:0"
+tls {
+  server_certificate_path: ")",
+                                        pki_.Cert("server"), R"("
+  server_private_key_path: ")",
+                                        pki_.Key("server"), R"("
+  client_ca_bundle_path: ")",
+                                        pki_.Cert("ca"), R"("
+  reload_interval_seconds: 1
+}
+hsm {
+  module_path: ")",
+                                        SoftHsmToken::kModulePath, R"("
+  token_uri: "pkcs11:token=)",
+                                        token_label, R"("
+  pin_reference: ")",
+                                        token_->pin_reference(), R"("
+  pool_size: 4
+  kek_label: "hosn-kek"
+  signing_key_label: "hosn-signer"
+  signing_certificate_chain_path: ")",
+                                        pki_.Cert("hsm-signer"), R"("
+  health_check_interval_seconds: 1
+}
+metrics { listen_address: "127.0.0.1:0" }
+logging { level: "info" format: "json" }
+)",
+                                        extra);
+    return path;
+  }
+
+  std::unique_ptr<KeydProcess> StartKeyd(const std::string& config) {
+    auto keyd = std::make_unique<KeydProcess>(config, dir_.path());
+    absl::Status ready = keyd->WaitReady(absl::Seconds(30));
+    EXPECT_TRUE(ready.ok()) << ready;
+    return keyd;
+  }
+
+  int Health(const KeydProcess& keyd) {
+    grpc::Status status;
+    return hosn::testing::HealthCheck(pki_.Channel(keyd.grpc_port(), "operator"), "", &status);
+  }
+
+  bool WaitHealth(const KeydProcess& keyd, int want, absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      if (Health(keyd) == want) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return false;
+  }
+
+  grpc::Status Sign(const KeydProcess& keyd, const std::string& manifest,
+                    v1::SignManifestResponse* response) {
+    auto stub = v1::SigningService::NewStub(pki_.Channel(keyd.grpc_port(), "signer"));
+    grpc::ClientContext context;
+    Deadline(&context);
+    v1::SignManifestRequest request;
+    request.set_manifest(manifest);
+    return stub->SignManifest(&context, request, response);
+  }
+
+  // buf (npm @bufbuild/buf), installed once into the build tree.
+  std::string Buf() {
+    const std::string tools = hosn::testing::BinaryPath("tools/buf");
+    const std::string buf = tools + "/node_modules/.bin/buf";
+    if (access(buf.c_str(), X_OK) != 0) {
+      EXPECT_TRUE(RunCommand("mkdir -p " + tools + " && npm install --prefix " + tools +
+                             " --no-audit --no-fund @bufbuild/buf >/dev/null 2>&1")
+                      .ok());
+    }
+    return buf;
+  }
+
+  ScopedTempDir dir_;
+  DevPki pki_;
+  std::unique_ptr<SoftHsmToken> token_;
+};
+
+// Signs manifest bytes in the HSM; the signature verifies under the returned certificate.
+TEST_F(KeydTest, SignsManifestVerifiableWithReturnedChain) {
+  auto keyd = StartKeyd(WriteConfig("hosn-keyd"));
+  ASSERT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(10))) << keyd->Log();
+
+  const std::string manifest = R"({"format_version":1,"model":{"name":"m"}})";
+  v1::SignManifestResponse response;
+  grpc::Status status = Sign(*keyd, manifest, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message() << keyd->Log();
+  EXPECT_EQ(response.signature_algorithm(), v1::SIGNATURE_ALGORITHM_ECDSA_P256_SHA256);
+  EXPECT_EQ(response.key_label(), "hosn-signer");
+  ASSERT_EQ(response.certificate_chain_size(), 1);
+
+  const unsigned char* der =
+      reinterpret_cast<const unsigned char*>(response.certificate_chain(0).data());
+  std::unique_ptr<X509, decltype(&X509_free)> cert(
+      d2i_X509(nullptr, &der, static_cast<long>(response.certificate_chain(0).size())), X509_free);
+  ASSERT_NE(cert, nullptr);
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  ASSERT_EQ(
+      EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, X509_get0_pubkey(cert.get())),
+      1);
+  EXPECT_EQ(EVP_DigestVerify(
+                ctx.get(), reinterpret_cast<const unsigned char*>(response.signature().data()),
+                response.signature().size(),
+                reinterpret_cast<const unsigned char*>(manifest.data()), manifest.size()),
+            1);
+}
+
+// Operators create, rotate and list KEKs and create wrapped model keys.
+TEST_F(KeydTest, AdminCreatesRotatesAndListsKeys) {
+  auto keyd = StartKeyd(WriteConfig("hosn-keyd"));
+  ASSERT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(10)));
+  auto stub = v1::AdminService::NewStub(pki_.Channel(keyd->grpc_port(), "operator"));
+
+  {
+    grpc::ClientContext context;
+    Deadline(&context);
+    v1::CreateKekRequest request;
+    request.set_label("tenant-kek");
+    v1::CreateKekResponse response;
+    ASSERT_TRUE(stub->CreateKek(&context, request, &response).ok()) << keyd->Log();
+    EXPECT_EQ(response.key().label(), "tenant-kek");
+    EXPECT_EQ(response.key().kind(), v1::KEY_KIND_KEK);
+    EXPECT_EQ(response.key().id().size(), 16u);
+  }
+  {
+    grpc::ClientContext context;
+    Deadline(&context);
+    v1::CreateKekRequest request;
+    request.set_label("tenant-kek");
+    v1::CreateKekResponse response;
+    EXPECT_EQ(stub->CreateKek(&context, request, &response).error_code(),
+              grpc::StatusCode::ALREADY_EXISTS);
+  }
+  {
+    grpc::ClientContext context;
+    Deadline(&context);
+    v1::RotateKeyRequest request;
+    request.set_label("tenant-kek");
+    v1::RotateKeyResponse response;
+    ASSERT_TRUE(stub->RotateKey(&context, request, &response).ok());
+    EXPECT_EQ(response.previous_key().label(), "tenant-kek");
+    EXPECT_EQ(response.new_key().label(), "tenant-kek.v1");
+    EXPECT_EQ(response.new_key().version(), 1u);
+  }
+  {
+    grpc::ClientContext context;
+    Deadline(&context);
+    v1::CreateModelKeyRequest request;
+    request.set_model_name("llama");
+    v1::CreateModelKeyResponse response;
+    ASSERT_TRUE(stub->CreateModelKey(&context, request, &response).ok());
+    EXPECT_EQ(response.kek_label(), "hosn-kek");
+    EXPECT_EQ(response.kek_wrapped_dek().size(), 40u);  // RFC 5649 of 32 bytes
+  }
+  {
+    grpc::ClientContext context;
+    Deadline(&context);
+    v1::ListKeysResponse response;
+    ASSERT_TRUE(stub->ListKeys(&context, v1::ListKeysRequest(), &response).ok());
+    ASSERT_EQ(response.keys_size(), 2);
+    EXPECT_EQ(response.keys(0).label(), "hosn-kek");
+    EXPECT_EQ(response.keys(1).kind(), v1::KEY_KIND_SIGNING);
+    EXPECT_EQ(response.keys(1).public_key_sha256().size(), 32u);
+  }
+}
+
+// G2 against the daemon: node b asking as node a is denied.
+TEST_F(KeydTest, NodeCannotAskForAnotherNode) {
+  auto keyd = StartKeyd(WriteConfig("hosn-keyd"));
+  auto stub = v1::KeyReleaseService::NewStub(pki_.Channel(keyd->grpc_port(), "node-b"));
+  grpc::ClientContext context;
+  Deadline(&context);
+  v1::GetChallengeRequest request;
+  request.set_node_id("a");
+  v1::GetChallengeResponse response;
+  EXPECT_EQ(stub->GetChallenge(&context, request, &response).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(keyd->Log(), HasSubstr("node may only act for itself"));
+}
+
+// The scrape has RPC, TLS, certificate and pool metrics and passes promtool.
+TEST_F(KeydTest, MetricsScrapePassesPromtool) {
+  auto keyd = StartKeyd(WriteConfig("hosn-keyd"));
+  ASSERT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(10)));
+  v1::SignManifestResponse response;
+  ASSERT_TRUE(Sign(*keyd, "{}", &response).ok());
+  EXPECT_FALSE(hosn::testing::HealthCheck(pki_.Channel(keyd->grpc_port(), "bad-selfsigned"), "",
+                                          new grpc::Status()) == kHealthServing);
+
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string text,
+                            hosn::testing::HttpGet(keyd->metrics_port(), "/metrics"));
+  EXPECT_THAT(text, HasSubstr("hosn_keyd_rpcs_total{code=\"OK\",method=\"/"
+                              "hosn.keyd.v1.SigningService/SignManifest\"} 1"));
+  EXPECT_THAT(text, HasSubstr("hosn_keyd_rpc_duration_seconds_bucket"));
+  EXPECT_THAT(text,
+              HasSubstr("hosn_keyd_certificate_expiry_timestamp_seconds{certificate=\"server\"}"));
+  EXPECT_THAT(text, HasSubstr("hosn_keyd_hsm_ready 1"));
+  EXPECT_THAT(text, HasSubstr("hosn_keyd_hsm_ops_total{kind=\"sign\",result=\"ok\"} 1"));
+  EXPECT_THAT(text, HasSubstr("hosn_keyd_hsm_pool_sessions 4"));
+  EXPECT_THAT(text, ::testing::ContainsRegex("hosn_keyd_tls_handshake_failures_total [1-9]"));
+
+  std::ofstream(dir_.Join("scrape.txt")) << text;
+  absl::StatusOr<std::string> promtool =
+      RunCommand("promtool check metrics < " + dir_.Join("scrape.txt") + " 2>&1");
+  EXPECT_TRUE(promtool.ok()) << promtool.status();
+}
+
+// Readiness is false while the token is missing and turns true when it appears, without restart.
+TEST_F(KeydTest, HealthFollowsTokenAndRecovers) {
+  auto keyd = StartKeyd(WriteConfig("late-token"));
+  EXPECT_EQ(Health(*keyd), kHealthNotServing);
+  v1::SignManifestResponse response;
+  EXPECT_EQ(Sign(*keyd, "{}", &response).error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  HOSN_ASSERT_OK(token_->AddToken("late-token").status());
+  EXPECT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(15))) << keyd->Log();
+  EXPECT_THAT(keyd->Log(), HasSubstr("\"event\":\"hsm_ready\""));
+}
+
+// SIGTERM drains, closes the HSM and exits 0; core dumps are off.
+TEST_F(KeydTest, SigtermExitsCleanlyAndCoreDumpsAreOff) {
+  auto keyd = StartKeyd(WriteConfig("hosn-keyd"));
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string limits,
+                            RunCommand(absl::StrCat("cat /proc/", keyd->pid(), "/limits")));
+  EXPECT_THAT(limits, ::testing::ContainsRegex("Max core file size +0 +0"));
+  HOSN_ASSERT_OK_AND_ASSIGN(int code, keyd->Stop(SIGTERM, absl::Seconds(20)));
+  EXPECT_EQ(code, 0) << keyd->Log();
+  EXPECT_THAT(keyd->Log(), HasSubstr("\"event\":\"stopped\""));
+  EXPECT_EQ(access(dir_.Join("tls/identity.pem").c_str(), F_OK), -1);  // staged key removed
+}
+
+// A bad config exits 78, a missing --config exits 64, --check_config exits 0.
+TEST_F(KeydTest, ExitCodes) {
+  const std::string good = WriteConfig("hosn-keyd");
+  {
+    KeydProcess keyd(good, dir_.path(), {"--check_config"});
+    HOSN_ASSERT_OK_AND_ASSIGN(int code, keyd.WaitExit(absl::Seconds(10)));
+    EXPECT_EQ(code, 0) << keyd.Log();
+  }
+  {
+    std::ofstream(dir_.Join("bad.textproto")) << "listen_address: \"nope\"\n";
+    KeydProcess keyd(dir_.Join("bad.textproto"), dir_.path());
+    HOSN_ASSERT_OK_AND_ASSIGN(int code, keyd.WaitExit(absl::Seconds(10)));
+    EXPECT_EQ(code, 78);
+    EXPECT_THAT(keyd.Log(), HasSubstr("config listen_address"));
+  }
+  {
+    KeydProcess keyd("", dir_.path());
+    HOSN_ASSERT_OK_AND_ASSIGN(int code, keyd.WaitExit(absl::Seconds(10)));
+    EXPECT_EQ(code, 64);
+  }
+}
+
+// An operator drives the daemon through reflection with buf curl, as with grpcurl.
+TEST_F(KeydTest, BufCurlThroughReflection) {
+  auto keyd = StartKeyd(WriteConfig("hosn-keyd"));
+  ASSERT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(10)));
+  const std::string curl =
+      absl::StrCat(Buf(), " curl --protocol grpc --cacert ", pki_.Cert("ca"), " --cert ",
+                   pki_.Cert("operator"), " --key ", pki_.Key("operator"), " ");
+  const std::string url = absl::StrCat("https://127.0.0.1:", keyd->grpc_port());
+
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string methods,
+                            RunCommand(curl + "--list-methods " + url + " 2>&1"));
+  EXPECT_THAT(methods, HasSubstr("hosn.keyd.v1.AdminService/CreateKek"));
+  EXPECT_THAT(methods, HasSubstr("hosn.keyd.v1.SigningService/SignManifest"));
+  EXPECT_THAT(methods, HasSubstr("hosn.keyd.v1.KeyReleaseService/ReleaseKey"));
+
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string created,
+                            RunCommand(curl + "-d '{\"label\":\"buf-kek\"}' " + url +
+                                       "/hosn.keyd.v1.AdminService/CreateKek 2>&1"));
+  EXPECT_THAT(created, HasSubstr("\"label\": \"buf-kek\""));
+  EXPECT_THAT(created, HasSubstr("KEY_KIND_KEK"));
+
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string health, RunCommand(curl + "-d '{}' " + url +
+                                                           "/grpc.health.v1.Health/Check 2>&1"));
+  EXPECT_THAT(health, HasSubstr("\"status\": \"SERVING\""));
+}
+
+}  // namespace
+}  // namespace hosn::keyd
