@@ -48,11 +48,12 @@ std::vector<std::string> SplitPath(std::string_view path) {
 
 // Opens directory `rel` below `root`, one component at a time, never
 // following a symlink. Empty `rel`: a duplicate of `root`.
-absl::StatusOr<UniqueFd> OpenDirBeneath(int root, std::string_view rel, bool create) {
+absl::StatusOr<UniqueFd> OpenDirBeneath(int root, std::string_view rel, bool create,
+                                         mode_t mode = 0700) {
   UniqueFd current(::fcntl(root, F_DUPFD_CLOEXEC, 0));
   if (!current.valid()) return IoError("dup", rel, errno);
   for (const std::string& part : SplitPath(rel)) {
-    if (create && ::mkdirat(current.get(), part.c_str(), 0700) != 0 && errno != EEXIST) {
+    if (create && ::mkdirat(current.get(), part.c_str(), mode) != 0 && errno != EEXIST) {
       return IoError("mkdir", rel, errno);
     }
     UniqueFd next(
@@ -303,7 +304,7 @@ absl::StatusOr<BundleManifest> PackBundle(const std::string& model_dir,
     HOSN_ASSIGN_OR_RETURN(UniqueFd in, OpenFileBeneath(model.get(), path));
     auto [dir, leaf] = SplitParent(path);
     HOSN_ASSIGN_OR_RETURN(UniqueFd data, OpenDirBeneath(out.get(), kDataDirName, false));
-    HOSN_ASSIGN_OR_RETURN(UniqueFd parent, OpenDirBeneath(data.get(), dir, true));
+    HOSN_ASSIGN_OR_RETURN(UniqueFd parent, OpenDirBeneath(data.get(), dir, true, 0755));
     UniqueFd target(::openat(parent.get(), leaf.c_str(),
                              O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (!target.valid()) return IoError("create", path, errno);
