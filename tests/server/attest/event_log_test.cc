@@ -2,6 +2,7 @@
 // tpm2-tools fixtures) and against malformed logs.
 #include "server/attest/event_log.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -126,6 +127,29 @@ TEST(EventLog, GdcHostRecordsStartupLocality) {
   HOSN_ASSERT_OK_AND_ASSIGN(EventLog log, ParseEventLog(bytes));
   ASSERT_TRUE(log.startup_locality.has_value());
   EXPECT_EQ(*log.startup_locality, 3);
+}
+
+// The two logs go-tpm-tools rejects: the events it objects to are where
+// docs/attestation.md says, and the logs still replay (see GoTpmToolsLog).
+TEST(EventLog, UpstreamRejectedEventsIdentified) {
+  HOSN_ASSERT_OK_AND_ASSIGN(
+      tpm::Bytes arch,
+      testing::ReadSharedBytes("tpm/go-tpm-tools/eventlogs/arch-linux-workstation.bin"));
+  HOSN_ASSERT_OK_AND_ASSIGN(EventLog arch_log, ParseEventLog(arch));
+  const Event& secure_boot = arch_log.events[2];  // event 3
+  EXPECT_EQ(secure_boot.number, 3u);
+  EXPECT_EQ(secure_boot.type, kEvEfiVariableDriverConfig);
+  EXPECT_EQ(secure_boot.pcr, 7u);
+  // UEFI_VARIABLE_DATA: GUID (16), u64 name length, u64 data length = 0.
+  ASSERT_GE(secure_boot.data.size(), 32u);
+  EXPECT_EQ(std::count(secure_boot.data.begin() + 24, secure_boot.data.begin() + 32, 0), 8);
+
+  HOSN_ASSERT_OK_AND_ASSIGN(tpm::Bytes gdc,
+                            testing::ReadSharedBytes("tpm/go-tpm-tools/eventlogs/gdc-host.bin"));
+  HOSN_ASSERT_OK_AND_ASSIGN(EventLog gdc_log, ParseEventLog(gdc));
+  EXPECT_EQ(gdc_log.events[1].type, 0x00000007u);  // EV_S_CRTM_CONTENTS, Boot Guard
+  EXPECT_EQ(gdc_log.events[2].type, 0x00000008u);  // EV_S_CRTM_VERSION
+  EXPECT_EQ(gdc_log.events[2].pcr, 0u);
 }
 
 // Every truncation of a real log is either rejected as malformed or is a
