@@ -366,6 +366,7 @@ absl::StatusOr<std::unique_ptr<KeyStore>> KeyStore::Create(const KeyStoreOptions
   pool_options.acquire_timeout = options.acquire_timeout;
   pool_options.reinitialize_module_on_device_error = options.reinitialize_module_on_device_error;
   pool_options.cache_handles_per_session = options.cache_handles_per_session;
+  pool_options.copy_keys_to_session_objects = options.copy_keys_to_session_objects;
   HOSN_ASSIGN_OR_RETURN(internals->pool,
                         SessionPool::Create(std::move(module), uri, std::move(pin), pool_options));
   HOSN_ASSIGN_OR_RETURN(internals->supported,
@@ -390,6 +391,7 @@ absl::StatusOr<KeyRef> KeyStore::GenerateKek(std::string_view label, std::string
         session.fn()->C_GenerateKey(session.handle(), &mechanism, t.data(), t.size(), &handle),
         "C_GenerateKey");
   }));
+  internals_->pool->KeysChanged();
   return ref;
 }
 
@@ -408,6 +410,7 @@ absl::StatusOr<KeyRef> KeyStore::ImportSecretKeyForTesting(std::string_view labe
     return CkrStatus(session.fn()->C_CreateObject(session.handle(), t.data(), t.size(), &handle),
                      "C_CreateObject");
   }));
+  internals_->pool->KeysChanged();
   return ref;
 }
 
@@ -536,6 +539,7 @@ absl::StatusOr<SigningKey> KeyStore::GenerateSigningKey(std::string_view key_alg
                                            "C_GenerateKeyPair"));
             return PublicKeyDer(session, pub_handle, spec.key_type);
           }));
+  internals_->pool->KeysChanged();
   return key;
 }
 
@@ -629,7 +633,7 @@ absl::StatusOr<KeyInfo> KeyStore::FindKey(const KeyRef& key) {
 absl::Status KeyStore::DestroyKey(const KeyRef& key) {
   return internals_->pool->Run(OpKind::kOther, [&](Session& session) -> absl::Status {
     HOSN_ASSIGN_OR_RETURN(CK_OBJECT_HANDLE handle, session.Resolve(key, false));
-    session.ForgetHandles();
+    internals_->pool->KeysChanged();
     return CkrStatus(session.fn()->C_DestroyObject(session.handle(), handle), "C_DestroyObject");
   });
 }

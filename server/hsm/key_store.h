@@ -129,6 +129,10 @@ struct KeyStoreOptions {
   // Keep object handles found in a session for that session's lifetime. They
   // are dropped with the session on every recovery or replacement.
   bool cache_handles_per_session = true;
+  // Use a session-object copy of each key in each session (with caching on).
+  // SoftHSM serialises operations on token objects through file locks;
+  // copies run 1.5-5x faster and in parallel. Copies die with their session.
+  bool copy_keys_to_session_objects = true;
 };
 
 // A DEK unwrapped into a session object, valid only inside the callback of

@@ -94,25 +94,54 @@ absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> Session::FindAll(const KeyRef& ref
   return found;
 }
 
+void Session::DropCache() {
+  for (CK_OBJECT_HANDLE copy : copies_) functions_->C_DestroyObject(handle_, copy);
+  copies_.clear();
+  cache_.clear();
+}
+
 absl::StatusOr<CK_OBJECT_HANDLE> Session::Resolve(const KeyRef& ref, bool use_cache) {
-  const bool cacheable = use_cache && cache_handles_;
+  const bool cacheable = use_cache && shared_->cache_handles;
   std::string key;
   if (cacheable) {
+    const uint64_t epoch = shared_->key_epoch.load(std::memory_order_acquire);
+    if (epoch != cache_epoch_) {
+      DropCache();
+      cache_epoch_ = epoch;
+    }
     key = CacheKey(ref);
     if (auto it = cache_.find(key); it != cache_.end()) return it->second;
   }
   HOSN_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> found, FindAll(ref));
   if (found.empty()) {
     return absl::NotFoundError(absl::StrCat("key not found: ", ToAbsl(KeyClassName(ref.key_class)),
-                                            " ", ToAbsl(KeyTypeName(ref.key_type)), " '", ref.label,
-                                            "'"));
+                                            " ", ToAbsl(KeyTypeName(ref.key_type)), " '",
+                                            ref.label, "'"));
   }
   if (found.size() > 1) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("ambiguous key: ", found.size(), " matches for '", ref.label, "'"));
+    return absl::FailedPreconditionError(absl::StrCat("ambiguous key: ", found.size(),
+                                                      " matches for '", ref.label, "'"));
   }
-  if (cacheable) cache_[key] = found.front();
-  return found.front();
+  if (!cacheable) return found.front();
+
+  // A session-object copy without label or id. If the module refuses to
+  // copy (CKA_COPYABLE false, no C_CopyObject), the token object serves.
+  CK_OBJECT_HANDLE handle = found.front();
+  if (shared_->copy_keys) {
+    CK_BBOOL no = CK_FALSE;
+    CK_ATTRIBUTE copy_template[] = {
+        {CKA_TOKEN, &no, sizeof(no)},
+        {CKA_LABEL, nullptr, 0},
+        {CKA_ID, nullptr, 0},
+    };
+    CK_OBJECT_HANDLE copy = CK_INVALID_HANDLE;
+    if (functions_->C_CopyObject(handle_, handle, copy_template, 3, &copy) == CKR_OK) {
+      copies_.push_back(copy);
+      handle = copy;
+    }
+  }
+  cache_[key] = handle;
+  return handle;
 }
 
 absl::StatusOr<std::unique_ptr<SessionPool>> SessionPool::Create(std::unique_ptr<Module> module,
@@ -165,8 +194,8 @@ absl::StatusOr<std::unique_ptr<Session>> SessionPool::OpenSession(CK_SLOT_ID slo
       CkrStatus(module_->function_list()->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
                                                         nullptr, nullptr, &handle),
                 "C_OpenSession"));
-  std::unique_ptr<Session> session(new Session(module_->function_list(), handle, generation,
-                                               options_.cache_handles_per_session));
+  std::unique_ptr<Session> session(
+      new Session(module_->function_list(), handle, generation, &shared_));
   CK_SESSION_INFO info;
   absl::Status status =
       CkrStatus(module_->function_list()->C_GetSessionInfo(handle, &info), "C_GetSessionInfo");

@@ -63,11 +63,11 @@ class Session {
 
   // Exactly one object: NotFound if none, FailedPrecondition
   // "ambiguous key: N matches" if several. With `use_cache`, a handle found
-  // earlier in this same session is reused.
+  // earlier in this same session is reused, and (if the pool copies keys)
+  // the handle is that of a session-object copy of the key, which SoftHSM
+  // uses without the file locks of token objects. Copies carry no label or
+  // id, so they never match a search, and die with the session.
   absl::StatusOr<CK_OBJECT_HANDLE> Resolve(const KeyRef& ref, bool use_cache = true);
-
-  // Drops every cached handle (after a key was destroyed, for instance).
-  void ForgetHandles() { cache_.clear(); }
 
   // The session may have an operation left active: the pool closes it
   // instead of lending it again.
@@ -75,22 +75,29 @@ class Session {
 
  private:
   friend class SessionPool;
+  // Shared by a pool and all its sessions.
+  struct Shared {
+    bool cache_handles = true;
+    bool copy_keys = true;
+    // Bumped when keys are created or destroyed through this process; a
+    // session whose cache is older drops it before the next lookup.
+    std::atomic<uint64_t> key_epoch{0};
+  };
   Session(CK_FUNCTION_LIST* functions, CK_SESSION_HANDLE handle, uint64_t generation,
-          bool cache_handles)
-      : functions_(functions),
-        handle_(handle),
-        generation_(generation),
-        cache_handles_(cache_handles) {}
+          const Shared* shared)
+      : functions_(functions), handle_(handle), generation_(generation), shared_(shared) {}
+  void DropCache();
 
   CK_FUNCTION_LIST* const functions_;
   const CK_SESSION_HANDLE handle_;
   const uint64_t generation_;
-  const bool cache_handles_;
+  const Shared* const shared_;
   bool poisoned_ = false;
+  uint64_t cache_epoch_ = 0;
   std::map<std::string, CK_OBJECT_HANDLE> cache_;
+  std::vector<CK_OBJECT_HANDLE> copies_;
 };
 
-// Destroys one session object when it goes out of scope.
 class ScopedObject {
  public:
   ScopedObject(Session& session, CK_OBJECT_HANDLE handle) : session_(session), handle_(handle) {}
@@ -111,6 +118,7 @@ class SessionPool {
     absl::Duration acquire_timeout = absl::Seconds(2);
     bool reinitialize_module_on_device_error = true;
     bool cache_handles_per_session = true;
+    bool copy_keys_to_session_objects = true;
   };
 
   // Finds the token, opens `options.size` sessions and logs in with `pin`.
@@ -146,6 +154,10 @@ class SessionPool {
 
   PoolMetrics Metrics() const;
   const Module& module() const { return *module_; }
+
+  // Call after creating or destroying a key: every session drops its cached
+  // handles and copies before its next lookup.
+  void KeysChanged() { shared_.key_epoch.fetch_add(1, std::memory_order_acq_rel); }
   CK_SLOT_ID slot() const;
 
  private:
@@ -179,6 +191,7 @@ class SessionPool {
   const Pkcs11Uri token_;
   const SecretBytes pin_;
   const Options options_;
+  Session::Shared shared_;
 
   // Held shared by every running operation, exclusively by Recover.
   absl::Mutex recovery_mu_;
