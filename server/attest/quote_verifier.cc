@@ -197,8 +197,15 @@ absl::StatusOr<TPMS_ATTEST> ParseQuote(std::span<const uint8_t> attest) {
 
 absl::StatusOr<tpm::PcrValues> CheckPcrDigest(const TPMS_ATTEST& quote, TPM2_ALG_ID digest_alg,
                                               const tpm::PcrValues& sent) {
-  HOSN_ASSIGN_OR_RETURN(tpm::PcrSelection selection,
-                        tpm::PcrSelectionFromTpm(quote.attested.quote.pcrSelect));
+  // A signed selection naming a bank this project cannot hash is still the
+  // node's evidence, so it is a denial, not an internal error.
+  absl::StatusOr<tpm::PcrSelection> parsed =
+      tpm::PcrSelectionFromTpm(quote.attested.quote.pcrSelect);
+  if (!parsed.ok()) {
+    return Denied(DenialReason::kMalformedAttest,
+                  absl::StrCat("malformed attest: ", parsed.status().message()));
+  }
+  const tpm::PcrSelection& selection = *parsed;
 
   // Collect exactly the selected values; anything else sent is ignored.
   tpm::PcrValues quoted;
@@ -249,6 +256,7 @@ absl::StatusOr<VerifiedQuote> VerifyQuote(const tpm::AkPublicKey& ak,
 
   VerifiedQuote out;
   HOSN_ASSIGN_OR_RETURN(out.selection, tpm::PcrSelectionFromTpm(quote.attested.quote.pcrSelect));
+  // (Cannot fail here: CheckPcrDigest already converted the same selection.)
   out.quoted_values = std::move(quoted);
   out.signature_scheme = sig.scheme;
   out.signature_hash = sig.hash;

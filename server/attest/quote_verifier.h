@@ -65,7 +65,8 @@ absl::StatusOr<TPMS_ATTEST> ParseQuote(std::span<const uint8_t> attest);
 // Step 6: recomputes pcrDigest of `quote` from `sent` with `digest_alg` and
 // returns the selected values. Denied(kPcrValueMissing) if a selected value
 // was not sent or has the wrong length, Denied(kPcrDigestMismatch) if the
-// digest differs, InvalidArgument if the selection names an unknown bank.
+// digest differs, Denied(kMalformedAttest) if the selection names an unknown
+// bank or an oversized bitmap.
 absl::StatusOr<tpm::PcrValues> CheckPcrDigest(const TPMS_ATTEST& quote, TPM2_ALG_ID digest_alg,
                                               const tpm::PcrValues& sent);
 

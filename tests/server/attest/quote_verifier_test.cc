@@ -169,6 +169,17 @@ TEST(QuoteVerifier, T4SentValuesMustHashToPcrDigest) {
             DenialReason::kPcrValueMissing);
 }
 
+// A signed selection naming an unknown bank is a denial, not an internal error.
+TEST(QuoteVerifier, UnknownBankInSelectionDenied) {
+  HOSN_ASSERT_OK_AND_ASSIGN(TestAk test_ak, MakeTestAk(TPM2_ALG_RSASSA));
+  HOSN_ASSERT_OK_AND_ASSIGN(auto ak, AcceptAk(test_ak.marshalled));
+  Signed quote = SignedQuote(test_ak, TPM2_ALG_RSASSA, Nonce(7), [](TPMS_ATTEST& a) {
+    a.attested.quote.pcrSelect.pcrSelections[0].hash = 0x1234;
+  });
+  EXPECT_EQ(ReasonOf(VerifyQuote(*ak, quote.attest, quote.signature, Nonce(7), quote.pcrs)),
+            DenialReason::kMalformedAttest);
+}
+
 // T3: extraData must be exactly the expected binding; empty never matches.
 TEST(ExtraData, T3ExactLengthComparison) {
   const tpm::Bytes expected = Nonce(0x42);
