@@ -12,6 +12,8 @@ PACKAGES=(
   libssl-dev libabsl-dev libprotobuf-dev protobuf-compiler libgrpc++-dev
   protobuf-compiler-grpc prometheus-cpp-dev libp11-kit-dev libtss2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # hosn-keyd structured logging (docs/daemon.md)
+  libspdlog-dev
   # HSM, TPM and interop tools used by tests and the demo
   softhsm2 opensc swtpm swtpm-tools tpm2-tools openssl
   # operator tooling exercised by tests

@@ -2,33 +2,36 @@
 
 #include <grpc/support/log.h>
 
+#include <atomic>
 #include <utility>
 
 namespace hosn::api {
 namespace {
 
-// Set once by RouteGrpcLogs before any gRPC thread runs; read-only afterwards.
-GrpcLogSink* g_sink = nullptr;
-ApiMetrics* g_metrics = nullptr;
+// Replaced only by RouteGrpcLogs. A replaced sink is deliberately never
+// freed: a gRPC thread may still be inside it.
+std::atomic<GrpcLogSink*> g_sink{nullptr};
+std::atomic<ApiMetrics*> g_metrics{nullptr};
 
 void Forward(gpr_log_func_args* args) {
   const std::string_view message = args->message != nullptr ? args->message : "";
-  if (g_metrics != nullptr && message.find("Handshake failed") != std::string_view::npos) {
-    g_metrics->RecordHandshakeFailure();
+  ApiMetrics* metrics = g_metrics.load(std::memory_order_acquire);
+  if (metrics != nullptr && message.find("Handshake failed") != std::string_view::npos) {
+    metrics->RecordHandshakeFailure();
   }
-  if (g_sink == nullptr || !*g_sink) return;
+  GrpcLogSink* sink = g_sink.load(std::memory_order_acquire);
+  if (sink == nullptr || !*sink) return;
   GrpcLogSeverity severity = GrpcLogSeverity::kInfo;
   if (args->severity == GPR_LOG_SEVERITY_DEBUG) severity = GrpcLogSeverity::kDebug;
   if (args->severity == GPR_LOG_SEVERITY_ERROR) severity = GrpcLogSeverity::kError;
-  (*g_sink)(severity, message);
+  (*sink)(severity, message);
 }
 
 }  // namespace
 
 void RouteGrpcLogs(GrpcLogSink sink, ApiMetrics* metrics) {
-  delete g_sink;
-  g_sink = new GrpcLogSink(std::move(sink));
-  g_metrics = metrics;
+  g_sink.store(new GrpcLogSink(std::move(sink)), std::memory_order_release);
+  g_metrics.store(metrics, std::memory_order_release);
   gpr_set_log_function(&Forward);
 }
 

@@ -6,8 +6,10 @@
 // no API callback exists for it in gRPC 1.51. RouteGrpcLogs installs a gRPC
 // log function that hands every line to `sink` and increments
 // ApiMetrics::RecordHandshakeFailure() for each line reporting a failed
-// handshake. This is a process-wide setting: call it once, before starting
-// any server, with a metrics object that lives until the process exits.
+// handshake. This is a process-wide setting: call it before starting any
+// server, with a metrics object that lives until the process exits (gRPC
+// threads may log after every server is gone). Calling it again replaces the
+// sink and the metrics.
 //
 // The sink may run on any gRPC thread, concurrently with itself.
 #ifndef HOSN_SERVER_API_GRPC_LOG_H_

@@ -71,8 +71,9 @@ class FakeBackend : public KeyBackend {
 class ApiServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    // The handshake-failure counter hangs off gRPC's log hook, as in the daemon.
-    RouteGrpcLogs(nullptr, &metrics_);
+    // The handshake-failure counter hangs off gRPC's process-wide log hook, as
+    // in the daemon; its metrics object lives as long as the process.
+    RouteGrpcLogs(nullptr, ProcessMetrics());
     HOSN_ASSERT_OK_AND_ASSIGN(
         watcher_,
         TlsMaterialWatcher::Create({pki_.Cert("server"), pki_.Key("server"), pki_.Cert("ca")},
@@ -112,8 +113,14 @@ class ApiServerTest : public ::testing::Test {
     return stub->GetChallenge(&context, request, &response);
   }
 
-  double MetricValue(const std::string& line_prefix) {
-    const std::string text = prometheus::TextSerializer().Serialize(metrics_.registry()->Collect());
+  static ApiMetrics* ProcessMetrics() {
+    static ApiMetrics* metrics = new ApiMetrics(std::make_shared<prometheus::Registry>());
+    return metrics;
+  }
+
+  double MetricValue(const std::string& line_prefix, const ApiMetrics* metrics = nullptr) {
+    if (metrics == nullptr) metrics = &metrics_;
+    const std::string text = prometheus::TextSerializer().Serialize(metrics->registry()->Collect());
     const std::string needle = "\n" + line_prefix + " ";
     const size_t at = text.find(needle);
     if (at == std::string::npos) return -1;
@@ -174,11 +181,11 @@ TEST_F(ApiServerTest, OtherCaClientFailsHandshake) {
 
 // Failed handshakes are counted in hosn_keyd_tls_handshake_failures_total.
 TEST_F(ApiServerTest, HandshakeFailuresAreCounted) {
-  const double before = MetricValue("hosn_keyd_tls_handshake_failures_total");
+  const double before = MetricValue("hosn_keyd_tls_handshake_failures_total", ProcessMetrics());
   v1::SignManifestResponse response;
   EXPECT_FALSE(Sign("bad-selfsigned", &response).ok());
   EXPECT_FALSE(Sign("", &response).ok());
-  EXPECT_GE(MetricValue("hosn_keyd_tls_handshake_failures_total"), before + 2);
+  EXPECT_GE(MetricValue("hosn_keyd_tls_handshake_failures_total", ProcessMetrics()), before + 2);
 }
 
 // A CA-signed client certificate without a hosn:// URI is unauthenticated.
