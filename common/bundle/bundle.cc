@@ -445,7 +445,10 @@ absl::Status DecryptBundle(const VerifiedBundle& bundle, const SecretBytes& dek,
   if (dek.size() != kDekSize) return absl::InvalidArgumentError("dek: must be 32 bytes");
 
   // 1. The target: on tmpfs or ramfs, mode 0700, new or an empty prepared mount.
-  auto [parent_path, leaf] = SplitParent(target_dir);
+  // Named copies, not structured bindings: the cleanup lambda captures them.
+  std::pair<std::string, std::string> split = SplitParent(target_dir);
+  std::string parent_path = split.first;
+  const std::string leaf = split.second;
   if (target_dir.empty() || leaf.empty()) {
     return absl::InvalidArgumentError("target: needs a directory name");
   }

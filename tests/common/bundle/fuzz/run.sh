@@ -8,7 +8,7 @@ seconds="${1:-30}"
 build_dir="build/fuzz"
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DHOSN_BUILD_FUZZERS=ON -DHOSN_BUILD_BENCHMARKS=OFF -DHOSN_SANITIZE=address,undefined \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  -DCMAKE_CXX_FLAGS=-fsanitize=fuzzer-no-link -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build_dir" -j "${HOSN_JOBS:-$(nproc)}" --target bundle_manifest_fuzz bundle_segment_fuzz
 for target in bundle_manifest_fuzz bundle_segment_fuzz; do
   corpus="$build_dir/fuzz-corpus/$target"
