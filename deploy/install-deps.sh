@@ -18,6 +18,9 @@ PACKAGES=(
   softhsm2 opensc swtpm swtpm-tools tpm2-tools openssl
   # operator tooling exercised by tests
   prometheus
+  # model bundles: Unicode NFC and case folding of paths (ICU); the bundle
+  # benchmark's comparisons (age, gpg) and its peak-RSS probe (/usr/bin/time)
+  libicu-dev age gnupg time
 )
 
 missing=()
