@@ -177,6 +177,7 @@ read -r dec_huge_fast dec_huge_fast_rss < <(decrypt dec_huge_fast "$work/huge" -
 
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.0f%%", 100 * a / b; else print "n/a" }'; }
 cat <<REPORT
+load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every figure)
 bundle benchmark: $(awk -v b="$total" 'BEGIN { printf "%.2f GiB", b / 1073741824 }') in $shards shards, $cores cores, $(uname -r), $(openssl version | cut -d' ' -f1-2)
 
 ceilings (GB/s)
