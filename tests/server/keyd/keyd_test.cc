@@ -1,9 +1,15 @@
 // hosn-keyd as a real process: SoftHSM token, dev PKI certificates, loopback
 // mTLS, Prometheus scrape, reflection through buf curl, HSM outage and
 // recovery, graceful SIGTERM, exit codes.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
@@ -285,6 +291,61 @@ TEST_F(KeydTest, MetricsScrapePassesPromtool) {
   absl::StatusOr<std::string> promtool =
       RunCommand("promtool check metrics < " + dir_.Join("scrape.txt") + " 2>&1");
   EXPECT_TRUE(promtool.ok()) << promtool.status();
+}
+
+// A real Prometheus server (loopback only) scrapes the daemon: target up, HSM ready.
+TEST_F(KeydTest, RealPrometheusScrapesDaemon) {
+  auto keyd = StartKeyd(WriteConfig("hosn-keyd"));
+  ASSERT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(10)));
+
+  // A free loopback port for Prometheus' own web listener.
+  const int probe = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(bind(probe, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(getsockname(probe, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const int prometheus_port = ntohs(address.sin_port);
+  close(probe);
+
+  std::ofstream(dir_.Join("prometheus.yml")) << absl::StrCat(
+      "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: keyd\n"
+      "    static_configs:\n      - targets: ['127.0.0.1:",
+      keyd->metrics_port(), "']\n");
+  const pid_t prometheus = fork();
+  if (prometheus == 0) {
+    const int log = open(dir_.Join("prometheus.log").c_str(), O_WRONLY | O_CREAT, 0600);
+    dup2(log, STDOUT_FILENO);
+    dup2(log, STDERR_FILENO);
+    const std::string config = "--config.file=" + dir_.Join("prometheus.yml");
+    const std::string storage = "--storage.tsdb.path=" + dir_.Join("tsdb");
+    const std::string listen = absl::StrCat("--web.listen-address=127.0.0.1:", prometheus_port);
+    execlp("prometheus", "prometheus", config.c_str(), storage.c_str(), listen.c_str(),
+           static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  ASSERT_GT(prometheus, 0);
+
+  // Wait until Prometheus has scraped the target and stored hosn_keyd_hsm_ready.
+  std::string answer;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (absl::Now() < deadline) {
+    absl::StatusOr<std::string> body = hosn::testing::HttpGet(
+        prometheus_port, "/api/v1/query?query=hosn_keyd_hsm_ready%7Bjob%3D%22keyd%22%7D");
+    if (body.ok() && body->find("\"value\"") != std::string::npos) {
+      answer = *body;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  absl::StatusOr<std::string> up =
+      hosn::testing::HttpGet(prometheus_port, "/api/v1/query?query=up%7Bjob%3D%22keyd%22%7D");
+  kill(prometheus, SIGTERM);
+  waitpid(prometheus, nullptr, 0);
+  EXPECT_THAT(answer, HasSubstr("\"1\"]")) << answer;
+  ASSERT_TRUE(up.ok());
+  EXPECT_THAT(*up, HasSubstr("\"1\"]"));
 }
 
 // Readiness is false while the token is missing and turns true when it appears, without restart.
