@@ -1,7 +1,8 @@
 // hosn-hsm-selftest: exercises the HSM layer end to end on one token.
 //
-//   hosn-hsm-selftest --uri='pkcs11:token=hosn-dev' \
+//   hosn-hsm-selftest --uri='pkcs11:token=hosn-dev'
 //       --module=/usr/lib/softhsm/libsofthsm2.so --pin=file:/path/user.pin
+//   (one command line)
 //
 // Generates two KEKs, a DEK wrapped under the first, rewraps it under the
 // second and checks that both unwrap to the same key (by check value),
