@@ -49,7 +49,7 @@ std::vector<std::string> SplitPath(std::string_view path) {
 // Opens directory `rel` below `root`, one component at a time, never
 // following a symlink. Empty `rel`: a duplicate of `root`.
 absl::StatusOr<UniqueFd> OpenDirBeneath(int root, std::string_view rel, bool create,
-                                         mode_t mode = 0700) {
+                                        mode_t mode = 0700) {
   UniqueFd current(::fcntl(root, F_DUPFD_CLOEXEC, 0));
   if (!current.valid()) return IoError("dup", rel, errno);
   for (const std::string& part : SplitPath(rel)) {
@@ -467,8 +467,11 @@ absl::Status DecryptBundle(const VerifiedBundle& bundle, const SecretBytes& dek,
   if (!root.valid()) {
     return BundleError(absl::StatusCode::kFailedPrecondition, "target_exists", target_dir);
   }
+  // What cleanup may remove: a directory we created, or a prepared one only
+  // once it has been checked to be empty and ours. Never anything else.
+  bool owned = created;
   auto cleanup = [&](absl::Status status) {
-    RemoveContents(root.get());
+    if (owned) RemoveContents(root.get());
     if (created) ::unlinkat(parent.get(), leaf.c_str(), AT_REMOVEDIR);
     return status;
   };
@@ -493,6 +496,7 @@ absl::Status DecryptBundle(const VerifiedBundle& bundle, const SecretBytes& dek,
     if (!empty || (st.st_mode & 07777) != 0700 || st.st_uid != ::geteuid()) {
       return BundleError(absl::StatusCode::kAlreadyExists, "target_exists", target_dir);
     }
+    owned = true;
   }
   if (::fchmod(root.get(), 0700) != 0) return cleanup(IoError("chmod", target_dir, errno));
 

@@ -166,6 +166,13 @@ TEST_F(BundleTest, RefusesTargetsOffTmpfsOrInUse) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("target_not_tmpfs")));
   EXPECT_FALSE(fs::exists(on_disk));
 
+  // An existing directory off tmpfs is refused and its contents left alone.
+  fs::create_directories(work_.Join("home"));
+  testing::WriteFileOrDie(work_.Join("home/precious"), "keep me");
+  EXPECT_THAT(DecryptBundle(*verified, testing::TestDek(), work_.Join("home"), {}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("target_not_tmpfs")));
+  EXPECT_EQ(testing::ReadFileOrDie(work_.Join("home/precious")), "keep me");
+
   ShmDir shm;
   fs::create_directories(shm.Join("busy"));
   ::chmod(shm.Join("busy").c_str(), 0700);
