@@ -202,7 +202,6 @@ class UnwrappedDekImpl : public UnwrappedDek {
     return CheckValueOf(session_, mechanisms_, handle_, dek_type_);
   }
 
-
  private:
   Session& session_;
   const MechanismTable& mechanisms_;
@@ -567,8 +566,8 @@ absl::StatusOr<std::string> KeyStore::Sign(const KeyRef& private_key,
       return absl::UnimplementedError(
           absl::StrCat("capability: module cannot sign ", ToAbsl(signature_algorithm)));
     }
-    HOSN_ASSIGN_OR_RETURN(digest,
-                          ShaDigest(signature_algorithm == "ecdsa-p384-sha384" ? 384 : 256, message));
+    HOSN_ASSIGN_OR_RETURN(
+        digest, ShaDigest(signature_algorithm == "ecdsa-p384-sha384" ? 384 : 256, message));
     data = digest;
     mechanism_type = prehashed;
     multipart = false;
@@ -580,13 +579,13 @@ absl::StatusOr<std::string> KeyStore::Sign(const KeyRef& private_key,
     mechanism.pParameter = &pss;
     mechanism.ulParameterLen = sizeof(pss);
   }
-  HOSN_ASSIGN_OR_RETURN(
-      std::string raw,
-      internals_->pool->RunFor<std::string>(
-          OpKind::kSign, [&](Session& session) -> absl::StatusOr<std::string> {
-            HOSN_ASSIGN_OR_RETURN(CK_OBJECT_HANDLE key, session.Resolve(private_key));
-            return SignWith(session, &mechanism, key, data, multipart);
-          }));
+  HOSN_ASSIGN_OR_RETURN(std::string raw,
+                        internals_->pool->RunFor<std::string>(
+                            OpKind::kSign, [&](Session& session) -> absl::StatusOr<std::string> {
+                              HOSN_ASSIGN_OR_RETURN(CK_OBJECT_HANDLE key,
+                                                    session.Resolve(private_key));
+                              return SignWith(session, &mechanism, key, data, multipart);
+                            }));
   if (spec.ecdsa && format == SignatureFormat::kDer) return EcdsaRawToDer(raw);
   return raw;
 }

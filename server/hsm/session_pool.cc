@@ -115,12 +115,12 @@ absl::StatusOr<CK_OBJECT_HANDLE> Session::Resolve(const KeyRef& ref, bool use_ca
   HOSN_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> found, FindAll(ref));
   if (found.empty()) {
     return absl::NotFoundError(absl::StrCat("key not found: ", ToAbsl(KeyClassName(ref.key_class)),
-                                            " ", ToAbsl(KeyTypeName(ref.key_type)), " '",
-                                            ref.label, "'"));
+                                            " ", ToAbsl(KeyTypeName(ref.key_type)), " '", ref.label,
+                                            "'"));
   }
   if (found.size() > 1) {
-    return absl::FailedPreconditionError(absl::StrCat("ambiguous key: ", found.size(),
-                                                      " matches for '", ref.label, "'"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("ambiguous key: ", found.size(), " matches for '", ref.label, "'"));
   }
   if (!cacheable) return found.front();
 

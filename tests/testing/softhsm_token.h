@@ -29,7 +29,8 @@ class SoftHsmToken {
   static constexpr char kSoPin[] = "hosn-test-so-pin";
 
   // Internal if softhsm2-util fails or files cannot be written.
-  static absl::StatusOr<std::unique_ptr<SoftHsmToken>> Create(const std::string& label = "hosn-test");
+  static absl::StatusOr<std::unique_ptr<SoftHsmToken>> Create(
+      const std::string& label = "hosn-test");
   ~SoftHsmToken();
   SoftHsmToken(const SoftHsmToken&) = delete;
   SoftHsmToken& operator=(const SoftHsmToken&) = delete;

@@ -55,8 +55,7 @@ absl::Status VerifyWithOpenSsl(const std::string& spki, const std::string& messa
   if (key == nullptr || ctx == nullptr ||
       EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1 ||
       EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(der_signature.data()),
-                       der_signature.size(),
-                       reinterpret_cast<const unsigned char*>(message.data()),
+                       der_signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
                        message.size()) != 1) {
     return absl::InternalError("openssl rejected the signature");
   }
@@ -114,8 +113,8 @@ absl::Status Run(std::vector<KeyRef>& created, std::unique_ptr<KeyStore>& store)
   HOSN_ASSIGN_OR_RETURN(std::string signature,
                         store->Sign(signer.private_key, "ecdsa-p256-sha256", message));
   HOSN_RETURN_IF_ERROR(VerifyWithOpenSsl(signer.public_key_der, message, signature));
-  Step(absl::StrCat("signed with EC P-256 key '", signer.private_key.label, "' (",
-                    signature.size(), "-byte DER signature); OpenSSL verified it"));
+  Step(absl::StrCat("signed with EC P-256 key '", signer.private_key.label, "' (", signature.size(),
+                    "-byte DER signature); OpenSSL verified it"));
   const std::string out_dir = absl::GetFlag(FLAGS_out_dir);
   if (!out_dir.empty()) {
     HOSN_RETURN_IF_ERROR(WriteFile(out_dir + "/pub.der", signer.public_key_der));

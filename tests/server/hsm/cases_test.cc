@@ -42,9 +42,9 @@ class CasesTest : public ::testing::Test {
   void SetUp() override { HOSN_ASSERT_OK_AND_ASSIGN(token_, SoftHsmToken::Create("hosn-cases")); }
 
   absl::StatusOr<std::unique_ptr<KeyStore>> Open(bool through_fault_module) {
-    return KeyStore::Create(
-        OptionsFor(*token_, through_fault_module ? FaultModule::Path()
-                                                 : std::string(SoftHsmToken::kModulePath)));
+    return KeyStore::Create(OptionsFor(*token_, through_fault_module
+                                                    ? FaultModule::Path()
+                                                    : std::string(SoftHsmToken::kModulePath)));
   }
 
   std::unique_ptr<SoftHsmToken> token_;
@@ -63,9 +63,9 @@ TEST_F(CasesTest, P2StaleHandlesAfterHsmRestart) {
   HOSN_ASSERT_OK_AND_ASSIGN(std::string first, store->DekCheckValue(kek, P4Blob()));
   EXPECT_EQ(Hex(first), Hex(P4CheckValue()));
 
-  ASSERT_TRUE(faults_.Configure(
-      "fn=C_UnwrapKey,count=1,rv=CKR_DEVICE_REMOVED,kill=1;"
-      "fn=C_UnwrapKey,skip=5,count=1,rv=CKR_SESSION_HANDLE_INVALID,kill=1"));
+  ASSERT_TRUE(
+      faults_.Configure("fn=C_UnwrapKey,count=1,rv=CKR_DEVICE_REMOVED,kill=1;"
+                        "fn=C_UnwrapKey,skip=5,count=1,rv=CKR_SESSION_HANDLE_INVALID,kill=1"));
   for (int i = 0; i < 20; ++i) {
     SCOPED_TRACE(i);
     HOSN_ASSERT_OK_AND_ASSIGN(std::string kcv, store->DekCheckValue(kek, P4Blob()));
@@ -87,15 +87,17 @@ TEST_F(CasesTest, P2StaleHandlesAfterHsmRestart) {
 TEST_F(CasesTest, P3DuplicateLabels) {
   HOSN_ASSERT_OK_AND_ASSIGN(auto store, Open(false));
   HOSN_ASSERT_OK(store->GenerateKek("kek-model-a", "first").status());
-  HOSN_ASSERT_OK(store->ImportSecretKeyForTesting("kek-model-a", "second", KeyType::kAes,
-                                                  UnhexSecret(kP4Kek))
-                     .status());
+  HOSN_ASSERT_OK(
+      store->ImportSecretKeyForTesting("kek-model-a", "second", KeyType::kAes, UnhexSecret(kP4Kek))
+          .status());
   HOSN_ASSERT_OK(store->GenerateSigningKey("rsa-3072", "kek-model-a", "second").status());
 
-  EXPECT_THAT(store->FindKey(KeyRef::Kek("kek-model-a")),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ambiguous key: 2 matches")));
-  EXPECT_THAT(store->DekCheckValue(KeyRef::Kek("kek-model-a"), P4Blob()),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ambiguous key: 2 matches")));
+  EXPECT_THAT(
+      store->FindKey(KeyRef::Kek("kek-model-a")),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ambiguous key: 2 matches")));
+  EXPECT_THAT(
+      store->DekCheckValue(KeyRef::Kek("kek-model-a"), P4Blob()),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ambiguous key: 2 matches")));
   HOSN_ASSERT_OK_AND_ASSIGN(std::string kcv,
                             store->DekCheckValue(KeyRef::Kek("kek-model-a", "second"), P4Blob()));
   EXPECT_EQ(Hex(kcv), Hex(P4CheckValue()));
@@ -150,8 +152,8 @@ TEST_F(CasesTest, P5RsaOaepSha256IsACapabilityError) {
   HOSN_ASSERT_OK_AND_ASSIGN(auto store, Open(false));
   EXPECT_THAT(store->CheckCapability("rsa-oaep-sha256"),
               StatusIs(absl::StatusCode::kUnimplemented,
-                       ::testing::AllOf(HasSubstr("rsa-oaep-sha256"), HasSubstr("CKR_ARGUMENTS_BAD"),
-                                        HasSubstr("no fallback"))));
+                       ::testing::AllOf(HasSubstr("rsa-oaep-sha256"),
+                                        HasSubstr("CKR_ARGUMENTS_BAD"), HasSubstr("no fallback"))));
   // Asking again gives the remembered answer.
   EXPECT_THAT(store->CheckCapability("rsa-oaep-sha256"),
               StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("CKR_ARGUMENTS_BAD")));
@@ -207,14 +209,16 @@ TEST_F(CasesTest, P7FailedOperationDoesNotPoisonSessions) {
   }
   ASSERT_TRUE(faults_.Configure("fn=C_SignUpdate,count=10,rv=CKR_FUNCTION_FAILED"));
   for (int i = 0; i < 10; ++i) {
-    EXPECT_THAT(store->Sign(rsa.private_key, "rsa-pkcs1-sha256", "manifest"),
-                StatusIs(absl::StatusCode::kInternal, HasSubstr("C_SignUpdate: CKR_FUNCTION_FAILED")));
+    EXPECT_THAT(
+        store->Sign(rsa.private_key, "rsa-pkcs1-sha256", "manifest"),
+        StatusIs(absl::StatusCode::kInternal, HasSubstr("C_SignUpdate: CKR_FUNCTION_FAILED")));
   }
   EXPECT_EQ(faults_.Fired(), 10);
   // Lookups that fail in the middle of a search end it too.
   ASSERT_TRUE(faults_.Configure("fn=C_FindObjects,count=4,rv=CKR_FUNCTION_FAILED"));
   for (int i = 0; i < 4; ++i) {
-    EXPECT_THAT(store->FindKey(kek), StatusIs(absl::StatusCode::kInternal, HasSubstr("C_FindObjects")));
+    EXPECT_THAT(store->FindKey(kek),
+                StatusIs(absl::StatusCode::kInternal, HasSubstr("C_FindObjects")));
   }
   ASSERT_TRUE(faults_.Configure(""));
 

@@ -153,9 +153,9 @@ TEST_F(ConcurrencyTest, P1ManyThreadsMixUnwrapSignFind) {
 TEST_F(ConcurrencyTest, RecoveryUnderLoad) {
   FaultModule faults;
   Prepare(FaultModule::Path());
-  ASSERT_TRUE(faults.Configure(
-      "fn=C_UnwrapKey,skip=20,count=1,kill=1,rv=CKR_DEVICE_REMOVED;"
-      "fn=C_SignInit,skip=60,count=1,kill=1,rv=CKR_SESSION_HANDLE_INVALID"));
+  ASSERT_TRUE(
+      faults.Configure("fn=C_UnwrapKey,skip=20,count=1,kill=1,rv=CKR_DEVICE_REMOVED;"
+                       "fn=C_SignInit,skip=60,count=1,kill=1,rv=CKR_SESSION_HANDLE_INVALID"));
   Counts counts;
   Run(8, absl::Seconds(EnvInt("HOSN_HSM_STRESS_SECONDS", 3)), &counts);
   EXPECT_EQ(counts.errors.load(), 0);

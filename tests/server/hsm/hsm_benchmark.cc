@@ -63,8 +63,8 @@ struct Fixture {
       auto made_store = KeyStore::Create(options);
       if (!made_store.ok()) Die("cannot open key store");
       f->store = *std::move(made_store);
-      auto made_kek = f->store->ImportSecretKeyForTesting("kek", "1", KeyType::kAes,
-                                                     UnhexSecret(kP4Kek));
+      auto made_kek =
+          f->store->ImportSecretKeyForTesting("kek", "1", KeyType::kAes, UnhexSecret(kP4Kek));
       auto made_signer = f->store->GenerateSigningKey("ec-p256", "signer", "1");
       if (!made_kek.ok() || !made_signer.ok()) Die("cannot create keys");
       f->kek = *made_kek;
@@ -172,8 +172,8 @@ void BM_PoolUnwrap(benchmark::State& state) {
 void BM_PoolSign(benchmark::State& state) {
   Fixture& fixture = Fixture::Get();
   for (auto _ : state) {
-    auto signature = fixture.store->Sign(fixture.signer.private_key, "ecdsa-p256-sha256",
-                                         kMessage, SignatureFormat::kPkcs11Raw);
+    auto signature = fixture.store->Sign(fixture.signer.private_key, "ecdsa-p256-sha256", kMessage,
+                                         SignatureFormat::kPkcs11Raw);
     if (!signature.ok()) state.SkipWithError("sign failed");
   }
   state.SetItemsProcessed(state.iterations());

@@ -40,8 +40,8 @@ FaultModule::FaultModule() {
     std::fprintf(stderr, "cannot open fault module %s: %s\n", Path().c_str(), ::dlerror());
     std::abort();
   }
-  configure_ = reinterpret_cast<int (*)(const char*)>(
-      ::dlsym(library_, "hosn_fault_pkcs11_configure"));
+  configure_ =
+      reinterpret_cast<int (*)(const char*)>(::dlsym(library_, "hosn_fault_pkcs11_configure"));
   fired_ = reinterpret_cast<long (*)()>(::dlsym(library_, "hosn_fault_pkcs11_fired"));
   if (configure_ == nullptr || fired_ == nullptr) std::abort();
   configure_("");

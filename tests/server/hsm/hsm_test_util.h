@@ -17,9 +17,9 @@ namespace hosn::hsm::testing {
 
 // Options for a KeyStore on `token` through `module_path` (SoftHSM itself by
 // default, or FaultModule::Path()).
-KeyStoreOptions OptionsFor(const hosn::testing::SoftHsmToken& token,
-                           const std::string& module_path =
-                               hosn::testing::SoftHsmToken::kModulePath);
+KeyStoreOptions OptionsFor(
+    const hosn::testing::SoftHsmToken& token,
+    const std::string& module_path = hosn::testing::SoftHsmToken::kModulePath);
 
 // Hex to bytes; aborts the test binary on bad hex (inputs are constants and
 // vector files).
@@ -28,10 +28,8 @@ SecretBytes UnhexSecret(std::string_view hex);
 std::string Hex(std::string_view bytes);
 
 // The P4 vectors of ../shared/cases/README.md.
-inline constexpr char kP4Kek[] =
-    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-inline constexpr char kP4Dek[] =
-    "00112233445566778899aabbccddeeff000102030405060708090a0b0c0d0e0f";
+inline constexpr char kP4Kek[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+inline constexpr char kP4Dek[] = "00112233445566778899aabbccddeeff000102030405060708090a0b0c0d0e0f";
 inline constexpr char kP4Rfc5649[] =
     "4a8029243027353b0694cf1bd8fc745bb0ce8a739b19b1960b12426d4c39cfeda926d103ab34e9f6";
 inline constexpr char kP4Rfc3394[] =

@@ -124,9 +124,9 @@ void RunVectors(const std::vector<Vector>& vectors, Tally* tally) {
     SCOPED_TRACE(v.name);
     const std::string label = "kat-" + std::to_string(index++);
     HOSN_ASSERT_OK_AND_ASSIGN(
-        KeyRef kek, store->ImportSecretKeyForTesting(label, "kat", KeyType::kAes,
-                                                     SecretBytes::CopyOf(v.kek),
-                                                     /*token_object=*/false));
+        KeyRef kek,
+        store->ImportSecretKeyForTesting(label, "kat", KeyType::kAes, SecretBytes::CopyOf(v.kek),
+                                         /*token_object=*/false));
     // DEKs of AES sizes unwrap as AES keys (check value AES-ECB); any other
     // length as a generic secret (check value SHA-256 inside the HSM).
     const size_t n = v.plaintext.size();

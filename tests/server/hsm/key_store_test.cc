@@ -48,8 +48,7 @@ bool OpenSslVerify(const std::string& spki, std::string_view algorithm, std::str
     EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256());
   }
   return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
-                          signature.size(),
-                          reinterpret_cast<const unsigned char*>(message.data()),
+                          signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
                           message.size()) == 1;
 }
 
@@ -100,9 +99,9 @@ TEST_F(KeyStoreTest, WrappedDekUnwrapsToSameKey) {
 
 // Rewrap moves a known DEK from one KEK to another inside the HSM.
 TEST_F(KeyStoreTest, RewrapKeepsKnownDek) {
-  HOSN_ASSERT_OK_AND_ASSIGN(
-      KeyRef old_kek, store_->ImportSecretKeyForTesting("kek-old", "1", KeyType::kAes,
-                                                        UnhexSecret(testing::kP4Kek)));
+  HOSN_ASSERT_OK_AND_ASSIGN(KeyRef old_kek,
+                            store_->ImportSecretKeyForTesting("kek-old", "1", KeyType::kAes,
+                                                              UnhexSecret(testing::kP4Kek)));
   HOSN_ASSERT_OK_AND_ASSIGN(KeyRef new_kek, store_->GenerateKek("kek-new", "2"));
   const WrappedKey wrapped{"aes-kwp", KeyType::kAes, Unhex(testing::kP4Rfc5649)};
   HOSN_ASSERT_OK_AND_ASSIGN(WrappedKey rewrapped, store_->Rewrap(old_kek, wrapped, new_kek));
@@ -112,15 +111,16 @@ TEST_F(KeyStoreTest, RewrapKeepsKnownDek) {
                             ExpectedCheckValue(UnhexSecret(testing::kP4Dek), KeyType::kAes));
   EXPECT_EQ(kcv, expected);
   // The old KEK no longer opens the new blob.
-  EXPECT_THAT(store_->DekCheckValue(old_kek, rewrapped), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("integrity")));
+  EXPECT_THAT(store_->DekCheckValue(old_kek, rewrapped),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("integrity")));
 }
 
 // The unwrapped DEK can be wrapped again under the same KEK, giving the
 // same RFC 5649 blob (the wrap is deterministic).
 TEST_F(KeyStoreTest, UnwrappedDekWrapsBackToSameBlob) {
   HOSN_ASSERT_OK_AND_ASSIGN(
-      KeyRef kek, store_->ImportSecretKeyForTesting("kek", "1", KeyType::kAes,
-                                                    UnhexSecret(testing::kP4Kek)));
+      KeyRef kek,
+      store_->ImportSecretKeyForTesting("kek", "1", KeyType::kAes, UnhexSecret(testing::kP4Kek)));
   const WrappedKey wrapped{"aes-kwp", KeyType::kAes, Unhex(testing::kP4Rfc5649)};
   int calls = 0;
   HOSN_ASSERT_OK(store_->WithUnwrappedDek(kek, wrapped, [&](const UnwrappedDek& dek) {
@@ -159,8 +159,8 @@ TEST_F(KeyStoreTest, SignaturesVerifyWithOpenSsl) {
     HOSN_ASSERT_OK_AND_ASSIGN(std::string signature,
                               store_->Sign(key.private_key, c.signature_algorithm, message));
     EXPECT_TRUE(OpenSslVerify(key.public_key_der, c.signature_algorithm, message, signature));
-    EXPECT_FALSE(OpenSslVerify(key.public_key_der, c.signature_algorithm, message + "x",
-                               signature));
+    EXPECT_FALSE(
+        OpenSslVerify(key.public_key_der, c.signature_algorithm, message + "x", signature));
   }
 }
 
@@ -168,9 +168,8 @@ TEST_F(KeyStoreTest, SignaturesVerifyWithOpenSsl) {
 // same signature verifies.
 TEST_F(KeyStoreTest, EcdsaRawSignatureHasFieldSizeHalves) {
   HOSN_ASSERT_OK_AND_ASSIGN(SigningKey key, store_->GenerateSigningKey("ec-p256", "ec", "1"));
-  HOSN_ASSERT_OK_AND_ASSIGN(
-      std::string raw,
-      store_->Sign(key.private_key, "ecdsa-p256-sha256", "hello", SignatureFormat::kPkcs11Raw));
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string raw, store_->Sign(key.private_key, "ecdsa-p256-sha256",
+                                                          "hello", SignatureFormat::kPkcs11Raw));
   EXPECT_EQ(raw.size(), 64u);
   HOSN_ASSERT_OK_AND_ASSIGN(std::string der,
                             store_->Sign(key.private_key, "ecdsa-p256-sha256", "hello"));
@@ -251,8 +250,7 @@ TEST(KeyStoreCreate, RefusesInlineAndWrongPins) {
 TEST(KeyStoreCreate, ReadsPinFromCredential) {
   HOSN_ASSERT_OK_AND_ASSIGN(auto token, SoftHsmToken::Create("hosn-cred"));
   ::hosn::testing::ScopedTempDir credentials;
-  HOSN_ASSERT_OK(
-      WriteFileAtomically(credentials.Join("hsm-pin"), SoftHsmToken::kUserPin, 0600));
+  HOSN_ASSERT_OK(WriteFileAtomically(credentials.Join("hsm-pin"), SoftHsmToken::kUserPin, 0600));
   ::setenv("CREDENTIALS_DIRECTORY", credentials.path().c_str(), 1);
   KeyStoreOptions options = OptionsFor(*token);
   options.pin_reference = "credential:hsm-pin";

@@ -93,9 +93,8 @@ TEST_F(SessionPoolTest, BusyPoolTimesOutAtDeadline) {
 // result is the KAT DEK.
 TEST_F(SessionPoolTest, RecoversFromEverySessionLossCode) {
   OpenStore(2);
-  const char* codes[] = {"CKR_SESSION_HANDLE_INVALID", "CKR_SESSION_CLOSED",
-                         "CKR_DEVICE_REMOVED", "CKR_TOKEN_NOT_PRESENT",
-                         "CKR_USER_NOT_LOGGED_IN"};
+  const char* codes[] = {"CKR_SESSION_HANDLE_INVALID", "CKR_SESSION_CLOSED", "CKR_DEVICE_REMOVED",
+                         "CKR_TOKEN_NOT_PRESENT", "CKR_USER_NOT_LOGGED_IN"};
   uint64_t expected_recoveries = 0;
   for (const char* code : codes) {
     SCOPED_TRACE(code);
@@ -111,9 +110,9 @@ TEST_F(SessionPoolTest, RecoversFromEverySessionLossCode) {
 // back, the next call recovers and gives the KAT DEK.
 TEST_F(SessionPoolTest, FailedRecoveryIsUnavailableThenHeals) {
   OpenStore(2);
-  ASSERT_TRUE(faults_.Configure(
-      "fn=C_UnwrapKey,count=1,kill=1,rv=CKR_DEVICE_REMOVED;"
-      "fn=C_OpenSession,count=-1,rv=CKR_DEVICE_REMOVED"));
+  ASSERT_TRUE(
+      faults_.Configure("fn=C_UnwrapKey,count=1,kill=1,rv=CKR_DEVICE_REMOVED;"
+                        "fn=C_OpenSession,count=-1,rv=CKR_DEVICE_REMOVED"));
   EXPECT_THAT(store_->DekCheckValue(kek_, blob_),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("recovery failed")));
   EXPECT_THAT(store_->DekCheckValue(kek_, blob_),
@@ -131,8 +130,9 @@ TEST_F(SessionPoolTest, FailedRecoveryIsUnavailableThenHeals) {
 TEST_F(SessionPoolTest, OtherErrorsAreNotRetried) {
   OpenStore(2);
   ASSERT_TRUE(faults_.Configure("fn=C_EncryptInit,count=1,rv=CKR_FUNCTION_FAILED"));
-  EXPECT_THAT(store_->DekCheckValue(kek_, blob_),
-              StatusIs(absl::StatusCode::kInternal, HasSubstr("C_EncryptInit: CKR_FUNCTION_FAILED")));
+  EXPECT_THAT(
+      store_->DekCheckValue(kek_, blob_),
+      StatusIs(absl::StatusCode::kInternal, HasSubstr("C_EncryptInit: CKR_FUNCTION_FAILED")));
   PoolMetrics metrics = store_->Metrics();
   EXPECT_EQ(metrics.recoveries, 0u);
   EXPECT_EQ(metrics.ops[static_cast<size_t>(OpKind::kUnwrap)].retried, 0u);

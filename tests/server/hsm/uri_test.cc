@@ -26,9 +26,11 @@ TEST(Pkcs11Uri, ParsesTokenSerialAndModulePath) {
 
 // The id attribute keeps arbitrary bytes, including NUL and 0xff.
 TEST(Pkcs11Uri, DecodesBinaryId) {
-  HOSN_ASSERT_OK_AND_ASSIGN(Pkcs11Uri uri,
-                            ParsePkcs11Uri("pkcs11:token=t;object=kek;type=secret-key;id=%00%FF%41"));
-  EXPECT_EQ(uri.id, std::string("\x00\xff" "A", 3));
+  HOSN_ASSERT_OK_AND_ASSIGN(
+      Pkcs11Uri uri, ParsePkcs11Uri("pkcs11:token=t;object=kek;type=secret-key;id=%00%FF%41"));
+  EXPECT_EQ(uri.id, std::string("\x00\xff"
+                                "A",
+                                3));
   EXPECT_EQ(uri.object, "kek");
   EXPECT_EQ(uri.type, "secret-key");
 }
@@ -61,8 +63,8 @@ TEST(Pkcs11Uri, RefusesPinValue) {
 
 // Malformed input fails with a message naming the problem.
 TEST(Pkcs11Uri, RejectsMalformedInput) {
-  EXPECT_THAT(ParsePkcs11Uri("pkcs12:token=t"), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                         HasSubstr("pkcs11:")));
+  EXPECT_THAT(ParsePkcs11Uri("pkcs12:token=t"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pkcs11:")));
   EXPECT_THAT(ParsePkcs11Uri("pkcs11:token=%4"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("%-escape")));
   EXPECT_THAT(ParsePkcs11Uri("pkcs11:token=%zz"),

@@ -18,28 +18,77 @@ namespace {
 
 // Every entry of the 2.40 function list; the flag says whether the first
 // argument is a session handle.
-#define HOSN_FAULT_FUNCTIONS(X)                                                               \
-  X(C_Initialize, false) X(C_Finalize, false) X(C_GetInfo, false)                             \
-  X(C_GetFunctionList, false) X(C_GetSlotList, false) X(C_GetSlotInfo, false)                 \
-  X(C_GetTokenInfo, false) X(C_GetMechanismList, false) X(C_GetMechanismInfo, false)          \
-  X(C_InitToken, false) X(C_InitPIN, true) X(C_SetPIN, true) X(C_OpenSession, false)          \
-  X(C_CloseSession, true) X(C_CloseAllSessions, false) X(C_GetSessionInfo, true)              \
-  X(C_GetOperationState, true) X(C_SetOperationState, true) X(C_Login, true)                  \
-  X(C_Logout, true) X(C_CreateObject, true) X(C_CopyObject, true) X(C_DestroyObject, true)    \
-  X(C_GetObjectSize, true) X(C_GetAttributeValue, true) X(C_SetAttributeValue, true)          \
-  X(C_FindObjectsInit, true) X(C_FindObjects, true) X(C_FindObjectsFinal, true)               \
-  X(C_EncryptInit, true) X(C_Encrypt, true) X(C_EncryptUpdate, true) X(C_EncryptFinal, true)  \
-  X(C_DecryptInit, true) X(C_Decrypt, true) X(C_DecryptUpdate, true) X(C_DecryptFinal, true)  \
-  X(C_DigestInit, true) X(C_Digest, true) X(C_DigestUpdate, true) X(C_DigestKey, true)        \
-  X(C_DigestFinal, true) X(C_SignInit, true) X(C_Sign, true) X(C_SignUpdate, true)            \
-  X(C_SignFinal, true) X(C_SignRecoverInit, true) X(C_SignRecover, true)                      \
-  X(C_VerifyInit, true) X(C_Verify, true) X(C_VerifyUpdate, true) X(C_VerifyFinal, true)      \
-  X(C_VerifyRecoverInit, true) X(C_VerifyRecover, true) X(C_DigestEncryptUpdate, true)        \
-  X(C_DecryptDigestUpdate, true) X(C_SignEncryptUpdate, true)                                 \
-  X(C_DecryptVerifyUpdate, true) X(C_GenerateKey, true) X(C_GenerateKeyPair, true)            \
-  X(C_WrapKey, true) X(C_UnwrapKey, true) X(C_DeriveKey, true) X(C_SeedRandom, true)          \
-  X(C_GenerateRandom, true) X(C_GetFunctionStatus, true) X(C_CancelFunction, true)            \
+// clang-format off
+#define HOSN_FAULT_FUNCTIONS(X) \
+  X(C_Initialize, false) \
+  X(C_Finalize, false) \
+  X(C_GetInfo, false) \
+  X(C_GetFunctionList, false) \
+  X(C_GetSlotList, false) \
+  X(C_GetSlotInfo, false) \
+  X(C_GetTokenInfo, false) \
+  X(C_GetMechanismList, false) \
+  X(C_GetMechanismInfo, false) \
+  X(C_InitToken, false) \
+  X(C_InitPIN, true) \
+  X(C_SetPIN, true) \
+  X(C_OpenSession, false) \
+  X(C_CloseSession, true) \
+  X(C_CloseAllSessions, false) \
+  X(C_GetSessionInfo, true) \
+  X(C_GetOperationState, true) \
+  X(C_SetOperationState, true) \
+  X(C_Login, true) \
+  X(C_Logout, true) \
+  X(C_CreateObject, true) \
+  X(C_CopyObject, true) \
+  X(C_DestroyObject, true) \
+  X(C_GetObjectSize, true) \
+  X(C_GetAttributeValue, true) \
+  X(C_SetAttributeValue, true) \
+  X(C_FindObjectsInit, true) \
+  X(C_FindObjects, true) \
+  X(C_FindObjectsFinal, true) \
+  X(C_EncryptInit, true) \
+  X(C_Encrypt, true) \
+  X(C_EncryptUpdate, true) \
+  X(C_EncryptFinal, true) \
+  X(C_DecryptInit, true) \
+  X(C_Decrypt, true) \
+  X(C_DecryptUpdate, true) \
+  X(C_DecryptFinal, true) \
+  X(C_DigestInit, true) \
+  X(C_Digest, true) \
+  X(C_DigestUpdate, true) \
+  X(C_DigestKey, true) \
+  X(C_DigestFinal, true) \
+  X(C_SignInit, true) \
+  X(C_Sign, true) \
+  X(C_SignUpdate, true) \
+  X(C_SignFinal, true) \
+  X(C_SignRecoverInit, true) \
+  X(C_SignRecover, true) \
+  X(C_VerifyInit, true) \
+  X(C_Verify, true) \
+  X(C_VerifyUpdate, true) \
+  X(C_VerifyFinal, true) \
+  X(C_VerifyRecoverInit, true) \
+  X(C_VerifyRecover, true) \
+  X(C_DigestEncryptUpdate, true) \
+  X(C_DecryptDigestUpdate, true) \
+  X(C_SignEncryptUpdate, true) \
+  X(C_DecryptVerifyUpdate, true) \
+  X(C_GenerateKey, true) \
+  X(C_GenerateKeyPair, true) \
+  X(C_WrapKey, true) \
+  X(C_UnwrapKey, true) \
+  X(C_DeriveKey, true) \
+  X(C_SeedRandom, true) \
+  X(C_GenerateRandom, true) \
+  X(C_GetFunctionStatus, true) \
+  X(C_CancelFunction, true) \
   X(C_WaitForSlotEvent, false)
+// clang-format on
 
 struct Rule {
   std::string function;
@@ -282,8 +331,8 @@ bool Load() {
   if (get == nullptr || get(&g_real) != CKR_OK || g_real == nullptr) return false;
 
   g_list.version = g_real->version;
-#define HOSN_FAULT_FILL(fn, session)                                                      \
-  Forwarder<&CK_FUNCTION_LIST::fn, k##fn, session>::name = #fn;                          \
+#define HOSN_FAULT_FILL(fn, session)                            \
+  Forwarder<&CK_FUNCTION_LIST::fn, k##fn, session>::name = #fn; \
   g_list.fn = &Forwarder<&CK_FUNCTION_LIST::fn, k##fn, session>::Call;
   HOSN_FAULT_FUNCTIONS(HOSN_FAULT_FILL)
 #undef HOSN_FAULT_FILL
