@@ -377,6 +377,7 @@ absl::StatusOr<KeyRef> KeyStore::GenerateKek(std::string_view label, std::string
   KeyRef ref = KeyRef::Kek(std::string(label), std::string(id));
   HOSN_ASSIGN_OR_RETURN(CK_MECHANISM_TYPE keygen, internals_->mechanisms.Get("keygen:aes"));
   HOSN_RETURN_IF_ERROR(internals_->pool->Run(OpKind::kGenerate, [&](Session& session) {
+    // TODO(#2): check-then-create; concurrent calls with one label can both create.
     HOSN_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> existing, session.FindAll(ref));
     if (!existing.empty()) {
       return absl::AlreadyExistsError(absl::StrCat("kek already exists: '", ref.label, "'"));
@@ -545,6 +546,7 @@ absl::StatusOr<SigningKey> KeyStore::GenerateSigningKey(std::string_view key_alg
 absl::StatusOr<std::string> KeyStore::Sign(const KeyRef& private_key,
                                            std::string_view signature_algorithm,
                                            std::string_view message, SignatureFormat format) {
+  // TODO(#2): check that an EC key's curve matches the algorithm name.
   HOSN_ASSIGN_OR_RETURN(SignatureSpec spec, SpecFor(signature_algorithm));
   if (private_key.key_class != KeyClass::kPrivateKey || private_key.key_type != spec.key_type) {
     return absl::FailedPreconditionError(

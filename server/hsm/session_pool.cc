@@ -101,6 +101,8 @@ void Session::DropCache() {
 }
 
 absl::StatusOr<CK_OBJECT_HANDLE> Session::Resolve(const KeyRef& ref, bool use_cache) {
+  // TODO(#2): keys created or destroyed by another process reach this cache
+  // only when the session is replaced.
   const bool cacheable = use_cache && shared_->cache_handles;
   std::string key;
   if (cacheable) {
