@@ -119,6 +119,16 @@ class SigningServiceImpl final : public v1::SigningService::Service {
                         });
   }
 
+  grpc::Status GetSigningCertificates(grpc::ServerContext* context,
+                                      const v1::GetSigningCertificatesRequest* request,
+                                      v1::GetSigningCertificatesResponse* response) override {
+    return runner_->Run(context, "/hosn.keyd.v1.SigningService/GetSigningCertificates",
+                        {Role::kSigner, Role::kOperator}, [&](const PeerIdentity& caller) {
+                          return Deliver(backend_->GetSigningCertificates(caller, *request),
+                                         response);
+                        });
+  }
+
  private:
   const RpcRunner* const runner_;
   KeyBackend* const backend_;

@@ -25,6 +25,8 @@ class KeyBackend {
 
   virtual absl::StatusOr<keyd::v1::SignManifestResponse> SignManifest(
       const PeerIdentity& caller, const keyd::v1::SignManifestRequest& request) = 0;
+  virtual absl::StatusOr<keyd::v1::GetSigningCertificatesResponse> GetSigningCertificates(
+      const PeerIdentity& caller, const keyd::v1::GetSigningCertificatesRequest& request) = 0;
   virtual absl::StatusOr<keyd::v1::CreateModelKeyResponse> CreateModelKey(
       const PeerIdentity& caller, const keyd::v1::CreateModelKeyRequest& request) = 0;
   virtual absl::StatusOr<keyd::v1::CreateKekResponse> CreateKek(

@@ -1,7 +1,9 @@
 #include "server/keyd/hsm_backend.h"
 
+#include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
@@ -69,6 +71,20 @@ std::pair<std::string, uint32_t> SplitVersion(const std::string& label) {
   return {label, 0};
 }
 
+absl::Status BadAttributes(std::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("cms_signed_attributes: ", ToAbsl(why)));
+}
+
+// Reads one DER header at *p (within `end`); the content is [*p, *p + length).
+bool ReadHeader(const unsigned char** p, const unsigned char* end, int want_tag, long* length) {
+  int tag = 0;
+  int cls = 0;
+  const int flags = ASN1_get_object(p, length, &tag, &cls, end - *p);
+  // 0x80: error; 0x21: constructed with indefinite length (not DER).
+  if ((flags & 0x80) != 0 || flags == 0x21) return false;
+  return tag == want_tag && cls == V_ASN1_UNIVERSAL && *length <= end - *p;
+}
+
 std::string RandomId() {
   unsigned char id[8];
   if (RAND_bytes(id, sizeof(id)) != 1) return {};
@@ -76,6 +92,39 @@ std::string RandomId() {
 }
 
 }  // namespace
+
+absl::Status CheckCmsMessageDigest(std::string_view signed_attributes, std::string_view digest) {
+  const auto* p = reinterpret_cast<const unsigned char*>(signed_attributes.data());
+  const unsigned char* const end = p + signed_attributes.size();
+  long length = 0;
+  if (!ReadHeader(&p, end, V_ASN1_SET, &length) || p + length != end) {
+    return BadAttributes("not a der set");
+  }
+  int found = 0;
+  while (p < end) {
+    // Attribute ::= SEQUENCE { attrType OBJECT IDENTIFIER, attrValues SET OF ANY }
+    if (!ReadHeader(&p, end, V_ASN1_SEQUENCE, &length)) return BadAttributes("bad attribute");
+    const unsigned char* const attribute_end = p + length;
+    std::unique_ptr<ASN1_OBJECT, decltype(&ASN1_OBJECT_free)> type(
+        d2i_ASN1_OBJECT(nullptr, &p, attribute_end - p), ASN1_OBJECT_free);
+    if (type == nullptr) return BadAttributes("bad attribute type");
+    if (!ReadHeader(&p, attribute_end, V_ASN1_SET, &length) || p + length != attribute_end) {
+      return BadAttributes("bad attribute values");
+    }
+    if (OBJ_obj2nid(type.get()) == NID_pkcs9_messageDigest) {
+      ++found;
+      std::unique_ptr<ASN1_OCTET_STRING, decltype(&ASN1_OCTET_STRING_free)> value(
+          d2i_ASN1_OCTET_STRING(nullptr, &p, attribute_end - p), ASN1_OCTET_STRING_free);
+      if (value == nullptr || p != attribute_end) return BadAttributes("bad message digest");
+      const std::string_view got(reinterpret_cast<const char*>(ASN1_STRING_get0_data(value.get())),
+                                 static_cast<size_t>(ASN1_STRING_length(value.get())));
+      if (got != digest) return BadAttributes("message digest does not match manifest");
+    }
+    p = attribute_end;
+  }
+  if (found != 1) return BadAttributes("want exactly one message digest");
+  return absl::OkStatus();
+}
 
 HsmBackend::HsmBackend(v1::HsmConfig config, hsm::KeyStoreOptions options,
                        std::vector<std::string> chain_der, ReadinessCallback callback)
@@ -212,18 +261,40 @@ absl::StatusOr<v1::SignManifestResponse> HsmBackend::SignManifest(
   if (!request.key_label().empty() && request.key_label() != config_.signing_key_label()) {
     return absl::InvalidArgumentError("key_label: only the configured signing key");
   }
+  // With CMS signed attributes, sign those, but only for this manifest.
+  const std::string manifest_sha256 = Sha256(request.manifest());
+  const bool cms = !request.cms_signed_attributes().empty();
+  if (cms) {
+    HOSN_RETURN_IF_ERROR(CheckCmsMessageDigest(request.cms_signed_attributes(), manifest_sha256));
+  }
   HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, Store());
   const hsm::KeyRef key{hsm::KeyClass::kPrivateKey, hsm::KeyType::kEc, config_.signing_key_label(),
                         std::nullopt};
-  HOSN_ASSIGN_OR_RETURN(
-      std::string signature,
-      store->Sign(key, kSignatureAlgorithm, request.manifest(), hsm::SignatureFormat::kDer));
+  HOSN_ASSIGN_OR_RETURN(std::string signature,
+                        store->Sign(key, kSignatureAlgorithm,
+                                    cms ? request.cms_signed_attributes() : request.manifest(),
+                                    hsm::SignatureFormat::kDer));
   v1::SignManifestResponse response;
   response.set_signature(std::move(signature));
   response.set_signature_algorithm(v1::SIGNATURE_ALGORITHM_ECDSA_P256_SHA256);
   for (const std::string& der : chain_der_) response.add_certificate_chain(der);
   response.set_key_label(config_.signing_key_label());
-  response.set_manifest_sha256(Sha256(request.manifest()));
+  response.set_manifest_sha256(manifest_sha256);
+  return response;
+}
+
+absl::StatusOr<v1::GetSigningCertificatesResponse> HsmBackend::GetSigningCertificates(
+    const api::PeerIdentity&, const v1::GetSigningCertificatesRequest& request) {
+  if (config_.signing_key_label().empty()) {
+    return absl::FailedPreconditionError("signing: no signing key configured");
+  }
+  if (!request.key_label().empty() && request.key_label() != config_.signing_key_label()) {
+    return absl::InvalidArgumentError("key_label: only the configured signing key");
+  }
+  v1::GetSigningCertificatesResponse response;
+  for (const std::string& der : chain_der_) response.add_certificate_chain(der);
+  response.set_signature_algorithm(v1::SIGNATURE_ALGORITHM_ECDSA_P256_SHA256);
+  response.set_key_label(config_.signing_key_label());
   return response;
 }
 

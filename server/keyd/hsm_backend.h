@@ -34,6 +34,11 @@
 
 namespace hosn::keyd {
 
+// OK if `signed_attributes` is a DER SET OF Attribute holding exactly one
+// messageDigest attribute with exactly one OCTET STRING value equal to
+// `digest`. InvalidArgument naming the defect otherwise.
+absl::Status CheckCmsMessageDigest(std::string_view signed_attributes, std::string_view digest);
+
 class HsmBackend final : public api::KeyBackend {
  public:
   // Called from the monitor thread when readiness changes; `why` is the
@@ -57,6 +62,9 @@ class HsmBackend final : public api::KeyBackend {
   bool Ready() const override;
   absl::StatusOr<keyd::v1::SignManifestResponse> SignManifest(
       const api::PeerIdentity& caller, const keyd::v1::SignManifestRequest& request) override;
+  absl::StatusOr<keyd::v1::GetSigningCertificatesResponse> GetSigningCertificates(
+      const api::PeerIdentity& caller,
+      const keyd::v1::GetSigningCertificatesRequest& request) override;
   absl::StatusOr<keyd::v1::CreateModelKeyResponse> CreateModelKey(
       const api::PeerIdentity& caller, const keyd::v1::CreateModelKeyRequest& request) override;
   absl::StatusOr<keyd::v1::CreateKekResponse> CreateKek(

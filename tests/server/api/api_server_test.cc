@@ -43,6 +43,11 @@ class FakeBackend : public KeyBackend {
     response.set_key_label("fake");
     return response;
   }
+  absl::StatusOr<v1::GetSigningCertificatesResponse> GetSigningCertificates(
+      const PeerIdentity&, const v1::GetSigningCertificatesRequest&) override {
+    ++calls;
+    return v1::GetSigningCertificatesResponse();
+  }
   absl::StatusOr<v1::CreateModelKeyResponse> CreateModelKey(
       const PeerIdentity&, const v1::CreateModelKeyRequest&) override {
     ++calls;

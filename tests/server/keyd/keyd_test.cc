@@ -4,7 +4,9 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/bio.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -19,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "common/bundle/signature.h"
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
@@ -191,6 +194,112 @@ TEST_F(KeydTest, SignsManifestVerifiableWithReturnedChain) {
                 response.signature().size(),
                 reinterpret_cast<const unsigned char*>(manifest.data()), manifest.size()),
             1);
+}
+
+// A ManifestSigner whose key is the daemon's: the CMS code of common/bundle
+// builds the signed attributes, the daemon checks and signs them.
+class DaemonSigner : public bundle::ManifestSigner {
+ public:
+  DaemonSigner(v1::SigningService::Stub* stub, std::string manifest, std::string chain_pem)
+      : stub_(stub), manifest_(std::move(manifest)), chain_pem_(std::move(chain_pem)) {}
+  bundle::SignatureAlgorithm algorithm() const override {
+    return bundle::SignatureAlgorithm::kEcdsaSha256;
+  }
+  std::string CertificateChainPem() const override { return chain_pem_; }
+  absl::StatusOr<std::string> SignRaw(std::string_view message) override {
+    grpc::ClientContext context;
+    Deadline(&context);
+    v1::SignManifestRequest request;
+    request.set_manifest(manifest_);
+    request.set_cms_signed_attributes(std::string(message));
+    v1::SignManifestResponse response;
+    grpc::Status status = stub_->SignManifest(&context, request, &response);
+    if (!status.ok())
+      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                          status.error_message());
+    return bundle::EcdsaDerToRaw(response.signature(), 32);
+  }
+
+ private:
+  v1::SigningService::Stub* const stub_;
+  const std::string manifest_;
+  const std::string chain_pem_;
+};
+
+std::string DerToPem(const std::string& der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  std::unique_ptr<X509, decltype(&X509_free)> cert(
+      d2i_X509(nullptr, &p, static_cast<long>(der.size())), X509_free);
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  if (cert == nullptr || PEM_write_bio_X509(bio.get(), cert.get()) != 1) return {};
+  char* data = nullptr;
+  const long size = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(size));
+}
+
+// hosnctl's flow: a detached CMS built by common/bundle and signed through the daemon verifies.
+TEST_F(KeydTest, CmsSignatureThroughDaemonVerifies) {
+  auto keyd = StartKeyd(WriteConfig("hosn-keyd"));
+  ASSERT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(10)));
+  auto stub = v1::SigningService::NewStub(pki_.Channel(keyd->grpc_port(), "signer"));
+  v1::GetSigningCertificatesResponse certificates;
+  {
+    grpc::ClientContext context;
+    Deadline(&context);
+    ASSERT_TRUE(
+        stub->GetSigningCertificates(&context, v1::GetSigningCertificatesRequest(), &certificates)
+            .ok());
+  }
+  ASSERT_EQ(certificates.certificate_chain_size(), 1);
+  const std::string manifest = R"({"format_version":1})";
+  DaemonSigner signer(stub.get(), manifest, DerToPem(certificates.certificate_chain(0)));
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string cms, bundle::SignManifest(manifest, signer));
+
+  bundle::TrustOptions trust;
+  trust.ca_bundle_pem = hosn::testing::ReadTestFile(pki_.Cert("ca"));
+  HOSN_EXPECT_OK(bundle::VerifyManifestSignature(manifest, cms, trust));
+  EXPECT_FALSE(bundle::VerifyManifestSignature(manifest + " ", cms, trust).ok());
+}
+
+// Signed attributes whose messageDigest is not the manifest's are refused before signing.
+TEST_F(KeydTest, CmsAttributesForAnotherManifestAreRefused) {
+  auto keyd = StartKeyd(WriteConfig("hosn-keyd"));
+  ASSERT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(10)));
+  auto stub = v1::SigningService::NewStub(pki_.Channel(keyd->grpc_port(), "signer"));
+  // Capture the attributes the CMS code builds for manifest A...
+  class Capture : public bundle::ManifestSigner {
+   public:
+    explicit Capture(std::string chain) : chain_(std::move(chain)) {}
+    bundle::SignatureAlgorithm algorithm() const override {
+      return bundle::SignatureAlgorithm::kEcdsaSha256;
+    }
+    std::string CertificateChainPem() const override { return chain_; }
+    absl::StatusOr<std::string> SignRaw(std::string_view message) override {
+      attributes = std::string(message);
+      return absl::InternalError("captured");
+    }
+    std::string attributes;
+
+   private:
+    std::string chain_;
+  } capture(hosn::testing::ReadTestFile(pki_.Cert("hsm-signer")));
+  EXPECT_FALSE(bundle::SignManifest("manifest A", capture).ok());
+  ASSERT_FALSE(capture.attributes.empty());
+  // ...and send them with manifest B.
+  grpc::ClientContext context;
+  Deadline(&context);
+  v1::SignManifestRequest request;
+  request.set_manifest("manifest B");
+  request.set_cms_signed_attributes(capture.attributes);
+  v1::SignManifestResponse response;
+  grpc::Status status = stub->SignManifest(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("does not match manifest"));
+  request.set_cms_signed_attributes("\x31\x00garbage");
+  grpc::ClientContext context2;
+  Deadline(&context2);
+  EXPECT_EQ(stub->SignManifest(&context2, request, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 // Operators create, rotate and list KEKs and create wrapped model keys.
