@@ -12,7 +12,10 @@ cmake -S . -B "$build_dir" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILE
 cmake --build "$build_dir" -j "${HOSN_JOBS:-$(nproc)}" --target bundle_manifest_fuzz bundle_segment_fuzz
 for target in bundle_manifest_fuzz bundle_segment_fuzz; do
   corpus="$build_dir/fuzz-corpus/$target"
+  seeds="tests/common/bundle/fuzz/seeds/${target#bundle_}"
+  seeds="${seeds%_fuzz}"
   mkdir -p "$corpus"
+  [ -d "$seeds" ] && cp -n "$seeds"/* "$corpus"/ 2>/dev/null || true
   echo "fuzz: $target for ${seconds}s"
   "$build_dir/tests/common/bundle/fuzz/$target" -max_total_time="$seconds" -rss_limit_mb=1024 \
     -print_final_stats=1 "$corpus"
