@@ -27,6 +27,11 @@ absl::Status ValidateBootPolicy(const BootPolicy& policy) {
   }
   for (uint32_t pcr : policy.event_log_pcrs) {
     if (pcr > tpm::kMaxPcrIndex) return absl::InvalidArgumentError("boot policy pcr out of range");
+    // Otherwise a required log could be checked against PCRs nobody quoted.
+    if (policy.require_event_log && !Contains(policy.required_pcrs, pcr)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("boot policy checks pcr ", pcr, " against the log but does not require it"));
+    }
   }
   for (const PcrReferenceSet& set : policy.reference_sets) {
     for (const auto& [pcr, value] : set.pcrs) {

@@ -49,7 +49,8 @@ struct BootPolicy {
 
 // InvalidArgument if the policy itself is unusable: unknown bank, SHA-1 bank
 // while allow_sha1 is false, a PCR index above 23, a reference value of the
-// wrong length or for a PCR outside required_pcrs.
+// wrong length or for a PCR outside required_pcrs, or (with
+// require_event_log) an event_log_pcrs entry outside required_pcrs.
 absl::Status ValidateBootPolicy(const BootPolicy& policy);
 
 struct PolicyMatch {

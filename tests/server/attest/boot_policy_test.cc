@@ -121,6 +121,11 @@ TEST(BootPolicy, InvalidPoliciesRejected) {
   BootPolicy unrequired = GoldenPolicy(0x11);
   unrequired.reference_sets[0].pcrs[9] = tpm::Bytes(32, 0);
   EXPECT_FALSE(ValidateBootPolicy(unrequired).ok());
+  BootPolicy unquoted_log = GoldenPolicy(0x11);
+  unquoted_log.require_event_log = true;
+  unquoted_log.event_log_pcrs = {0, 14};
+  EXPECT_THAT(ValidateBootPolicy(unquoted_log),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pcr 14")));
   EXPECT_THAT(ValidateBootPolicy(GoldenPolicy(0x11)), IsOk());
 }
 
