@@ -457,6 +457,37 @@ TEST_F(KeydTest, RealPrometheusScrapesDaemon) {
   EXPECT_THAT(*up, HasSubstr("\"1\"]"));
 }
 
+// Rotated certificates are served after SIGHUP; a half-written key is refused and the old pair
+// stays.
+TEST_F(KeydTest, ReloadsCertificatesOnSighupWithoutRestart) {
+  auto keyd = StartKeyd(WriteConfig("hosn-keyd"));
+  ASSERT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(10)));
+
+  // 1. A half-written key: refused, the old pair keeps serving.
+  const std::string key = hosn::testing::ReadTestFile(pki_.Key("server"));
+  std::ofstream(pki_.Key("server"), std::ios::trunc) << key.substr(0, key.size() / 2);
+  kill(keyd->pid(), SIGHUP);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  EXPECT_THAT(keyd->Log(), HasSubstr("tls_reload_refused"));
+  EXPECT_EQ(Health(*keyd), kHealthServing);
+
+  // 2. A whole new CA, server pair and client bundle: served after SIGHUP.
+  DevPki next;
+  for (const char* name : {"server.pem", "server.key", "ca.pem"}) {
+    std::ofstream(pki_.dir() + "/" + name, std::ios::trunc)
+        << hosn::testing::ReadTestFile(next.dir() + "/" + name);
+  }
+  kill(keyd->pid(), SIGHUP);
+  grpc::Status status;
+  int health = -1;
+  for (int i = 0; i < 50 && health != kHealthServing; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    health = hosn::testing::HealthCheck(next.Channel(keyd->grpc_port(), "operator"), "", &status);
+  }
+  EXPECT_EQ(health, kHealthServing) << status.error_message() << keyd->Log();
+  EXPECT_EQ(keyd->pid() > 0, true);
+}
+
 // Readiness is false while the token is missing and turns true when it appears, without restart.
 TEST_F(KeydTest, HealthFollowsTokenAndRecovers) {
   auto keyd = StartKeyd(WriteConfig("late-token"));
