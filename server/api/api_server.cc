@@ -40,6 +40,7 @@ class RpcRunner {
       peer_uri = identity->uri;
       absl::Status allowed_status = Authorize(*identity, method, allowed);
       if (!allowed_status.ok()) return allowed_status;
+      // TODO(#4): pass the client deadline down so HSM waits end with the call.
       if (context->IsCancelled()) return absl::CancelledError("cancelled by the caller");
       return fn(*identity);
     }();
