@@ -92,5 +92,51 @@ TEST(HsmManifestSigner, RefusesCertificateForAnotherKey) {
   EXPECT_EQ(signer.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// hosnctl bundle pack signs through a SoftHSM token (--hsm-uri) and the
+// bundle then verifies with hosnctl and with openssl cms -verify.
+TEST(HsmManifestSigner, HosnctlPacksWithTokenKey) {
+  auto token = SoftHsmToken::Create("bundle-signing-3");
+  ASSERT_THAT(token, IsOk());
+  hsm::KeyStoreOptions options;
+  options.uri = (*token)->uri();
+  options.module_path = SoftHsmToken::kModulePath;
+  options.pin_reference = (*token)->pin_reference();
+  options.pool_size = 1;
+  std::string public_key_der;
+  {
+    // The CLI opens the token itself; this store only makes the key.
+    auto store = hsm::KeyStore::Create(options);
+    ASSERT_THAT(store, IsOk());
+    auto key = (*store)->GenerateSigningKey("ec-p256", "bundle-signer", "\x03");
+    ASSERT_THAT(key, IsOk());
+    public_key_der = key->public_key_der;
+  }
+  ScopedTempDir dir;
+  auto pki = bundle::testing::MakeTestPki(dir.path());
+  CertifyTokenKey(pki, dir.path(), public_key_der);
+  WriteFileOrDie(dir.Join("dek.hex"), std::string(64, '7'));
+  ASSERT_EQ(bundle::testing::Run("chmod 600 " + dir.Join("dek.hex")), 0);
+  WriteFileOrDie(dir.Join("dek.wrapped"), bundle::testing::TestWrappedDek());
+  ASSERT_EQ(bundle::testing::Run("mkdir -p " + dir.Join("model")), 0);
+  WriteFileOrDie(dir.Join("model/config.json"), "{}");
+  std::string hosnctl = ::hosn::testing::BinaryPath("client/ctl/hosnctl");
+  std::string pack =
+      hosnctl + " bundle pack --model " + dir.Join("model") + " --out " + dir.Join("bundle") +
+      " --name m --version 1 --dek file:" + dir.Join("dek.hex") + " --wrapped-dek " +
+      dir.Join("dek.wrapped") + " --kek-label kek --signer-cert " + dir.Join("token.pem") +
+      " --hsm-uri '" + (*token)->uri() + "' --hsm-module " + SoftHsmToken::kModulePath +
+      " --hsm-pin " + (*token)->pin_reference() + " --signer-label bundle-signer --signer-id 03 >" +
+      dir.Join("pack.log") + " 2>&1";
+  ASSERT_EQ(bundle::testing::Run(pack), 0) << ReadFileOrDie(dir.Join("pack.log"));
+  EXPECT_EQ(bundle::testing::Run(hosnctl + " bundle verify --bundle " + dir.Join("bundle") +
+                                 " --ca " + pki.ca_pem_path + " >/dev/null 2>&1"),
+            0);
+  EXPECT_EQ(bundle::testing::Run("openssl cms -verify -binary -inform DER -in " +
+                                 dir.Join("bundle/manifest.json.p7s") + " -content " +
+                                 dir.Join("bundle/manifest.json") + " -CAfile " + pki.ca_pem_path +
+                                 " -out /dev/null 2>/dev/null"),
+            0);
+}
+
 }  // namespace
 }  // namespace hosn::ctl
