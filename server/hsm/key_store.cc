@@ -8,7 +8,6 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "common/base/absl_compat.h"
 #include "common/base/file_util.h"
 #include "common/base/status_macros.h"
@@ -19,6 +18,7 @@
 #include "server/hsm/openssl_util.h"
 #include "server/hsm/pkcs11.h"
 #include "server/hsm/session_pool.h"
+#include "server/hsm/sync.h"
 #include "server/hsm/uri.h"
 
 namespace hosn::hsm {
@@ -32,7 +32,7 @@ struct KeyStore::Internals {
     return std::find(supported.begin(), supported.end(), mechanism) != supported.end();
   }
 
-  absl::Mutex capability_mu;
+  Mutex capability_mu;
   absl::flat_hash_map<std::string, absl::Status> capabilities ABSL_GUARDED_BY(capability_mu);
 };
 
@@ -641,7 +641,7 @@ absl::Status KeyStore::DestroyKey(const KeyRef& key) {
 
 absl::Status KeyStore::CheckCapability(std::string_view algorithm) {
   {
-    absl::MutexLock lock(&internals_->capability_mu);
+    MutexLock lock(&internals_->capability_mu);
     auto it = internals_->capabilities.find(ToAbsl(algorithm));
     if (it != internals_->capabilities.end()) return it->second;
   }
@@ -696,7 +696,7 @@ absl::Status KeyStore::CheckCapability(std::string_view algorithm) {
     });
   }
   if (absl::IsUnavailable(result) || absl::IsDeadlineExceeded(result)) return result;
-  absl::MutexLock lock(&internals_->capability_mu);
+  MutexLock lock(&internals_->capability_mu);
   internals_->capabilities[name] = result;
   return result;
 }

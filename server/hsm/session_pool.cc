@@ -159,8 +159,8 @@ absl::StatusOr<std::unique_ptr<SessionPool>> SessionPool::Create(std::unique_ptr
   // process on the token.
   HOSN_ASSIGN_OR_RETURN(std::unique_ptr<Session> anchor, pool->OpenSession(slot, 0));
   HOSN_ASSIGN_OR_RETURN(std::unique_ptr<Session> first, pool->OpenSession(slot, 0));
-  absl::WriterMutexLock recovery_lock(&pool->recovery_mu_);
-  absl::MutexLock lock(&pool->mu_);
+  WriterLock recovery_lock(&pool->recovery_mu_);
+  MutexLock lock(&pool->mu_);
   pool->anchor_ = std::move(anchor);
   pool->slot_ = slot;
   pool->free_.push_back(std::move(first));
@@ -172,8 +172,8 @@ SessionPool::~SessionPool() {
   std::vector<std::unique_ptr<Session>> sessions;
   std::unique_ptr<Session> anchor;
   {
-    absl::WriterMutexLock recovery_lock(&recovery_mu_);
-    absl::MutexLock lock(&mu_);
+    WriterLock recovery_lock(&recovery_mu_);
+    MutexLock lock(&mu_);
     sessions.swap(free_);
     anchor = std::move(anchor_);
   }
@@ -185,7 +185,7 @@ SessionPool::~SessionPool() {
 }
 
 CK_SLOT_ID SessionPool::slot() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return slot_;
 }
 
@@ -229,12 +229,13 @@ absl::StatusOr<std::unique_ptr<Session>> SessionPool::Acquire(absl::Time deadlin
   uint64_t generation = 0;
   CK_SLOT_ID slot = 0;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!CanAcquire()) {
       const absl::Time start = absl::Now();
       ++waiters_;
       const bool ready =
-          mu_.AwaitWithDeadline(absl::Condition(this, &SessionPool::CanAcquire), deadline);
+          AwaitWithDeadline(session_freed_, mu_, deadline,
+                            [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return CanAcquire(); });
       --waiters_;
       waits_.fetch_add(1, std::memory_order_relaxed);
       wait_time_us_.fetch_add(absl::ToInt64Microseconds(absl::Now() - start),
@@ -258,9 +259,10 @@ absl::StatusOr<std::unique_ptr<Session>> SessionPool::Acquire(absl::Time deadlin
   }
   absl::StatusOr<std::unique_ptr<Session>> session = OpenSession(slot, generation);
   if (!session.ok()) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     --open_count_;
     --in_use_;
+    session_freed_.notify_one();
   }
   return session;
 }
@@ -268,27 +270,29 @@ absl::StatusOr<std::unique_ptr<Session>> SessionPool::Acquire(absl::Time deadlin
 void SessionPool::Release(std::unique_ptr<Session> session, bool discard) {
   bool close = discard || session->poisoned_;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     close = close || session->generation_ != generation_;
     --in_use_;
     if (!close) {
       free_.push_back(std::move(session));
+      session_freed_.notify_one();
       return;
     }
     --open_count_;
+    session_freed_.notify_one();
   }
   sessions_replaced_.fetch_add(1, std::memory_order_relaxed);
   CloseSession(std::move(session));
 }
 
 absl::Status SessionPool::Recover(uint64_t failed_generation, const absl::Status& cause) {
-  absl::WriterMutexLock recovery_lock(&recovery_mu_);
+  WriterLock recovery_lock(&recovery_mu_);
 
   // 1. No operation is running now. Someone else may have recovered already.
   std::vector<std::unique_ptr<Session>> old_sessions;
   CK_SLOT_ID old_slot = 0;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (generation_ != failed_generation) return absl::OkStatus();
     old_sessions.swap(free_);
     open_count_ = 0;
@@ -306,8 +310,9 @@ absl::Status SessionPool::Recover(uint64_t failed_generation, const absl::Status
   //    again (its slot id may have moved), open a session and log in.
   auto fail = [this](const absl::Status& status) {
     recovery_failures_.fetch_add(1, std::memory_order_relaxed);
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     broken_ = true;
+    session_freed_.notify_all();
     return absl::UnavailableError(
         absl::StrCat("hsm unavailable: recovery failed: ", status.message()));
   };
@@ -323,12 +328,13 @@ absl::Status SessionPool::Recover(uint64_t failed_generation, const absl::Status
   if (!first.ok()) return fail(first.status());
 
   // 4. Publish the new generation; other sessions are opened on demand.
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   slot_ = *slot;
   broken_ = false;
   generation_ = failed_generation + 1;
   free_.push_back(*std::move(first));
   open_count_ = 1;
+  session_freed_.notify_all();
   recoveries_.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
@@ -341,7 +347,7 @@ absl::Status SessionPool::Run(OpKind kind, const std::function<absl::Status(Sess
     uint64_t generation = 0;
     bool broken = false;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       generation = generation_;
       broken = broken_;
     }
@@ -352,11 +358,11 @@ absl::Status SessionPool::Run(OpKind kind, const std::function<absl::Status(Sess
         status = recovered;
         break;
       }
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       generation = generation_;
     }
     {
-      absl::ReaderMutexLock recovery_lock(&recovery_mu_);
+      ReaderLock recovery_lock(&recovery_mu_);
       absl::StatusOr<std::unique_ptr<Session>> session = Acquire(start + options_.acquire_timeout);
       if (session.ok()) {
         status = fn(**session);
@@ -411,7 +417,7 @@ PoolMetrics SessionPool::Metrics() const {
   snapshot.recovery_failures = recovery_failures_.load(std::memory_order_relaxed);
   snapshot.sessions_replaced = sessions_replaced_.load(std::memory_order_relaxed);
   snapshot.size = options_.size;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   snapshot.in_use = in_use_;
   snapshot.waiters = waiters_;
   return snapshot;

@@ -24,6 +24,7 @@
 #define HOSN_SERVER_HSM_SESSION_POOL_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -34,13 +35,13 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/base/secret_bytes.h"
 #include "server/hsm/key_store.h"
 #include "server/hsm/module.h"
 #include "server/hsm/pkcs11.h"
 #include "server/hsm/pool_metrics.h"
+#include "server/hsm/sync.h"
 #include "server/hsm/uri.h"
 
 namespace hosn::hsm {
@@ -194,13 +195,15 @@ class SessionPool {
   Session::Shared shared_;
 
   // Held shared by every running operation, exclusively by Recover.
-  absl::Mutex recovery_mu_;
+  SharedMutex recovery_mu_;
   // A session that is never lent out and holds the login: PKCS#11 logs the
   // application out when its last session on a token closes, which would
   // otherwise happen whenever the pool replaces its only open session.
   std::unique_ptr<Session> anchor_ ABSL_GUARDED_BY(recovery_mu_);
 
-  mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(recovery_mu_);
+  mutable Mutex mu_ ABSL_ACQUIRED_AFTER(recovery_mu_);
+  // Signalled whenever CanAcquire() may have become true.
+  std::condition_variable_any session_freed_;
   std::vector<std::unique_ptr<Session>> free_ ABSL_GUARDED_BY(mu_);
   int open_count_ ABSL_GUARDED_BY(mu_) = 0;  // free + lent out
   int in_use_ ABSL_GUARDED_BY(mu_) = 0;
