@@ -6,7 +6,8 @@
 #   HOSN_SANITIZE=thread bash deploy/test.sh -L concurrency  # TSan, one label
 #   HOSN_FUZZ=1 HOSN_SANITIZE=address,undefined bash deploy/test.sh -L fuzz
 #
-# HOSN_FUZZ=1 also builds the libFuzzer targets (clang), which ctest runs for
+# HOSN_TARGETS="a b" builds only those targets (the TSan run in CI builds just
+# the concurrency tests). HOSN_FUZZ=1 also builds the libFuzzer targets (clang), which ctest runs for
 # a few seconds each under the label "fuzz".
 # Extra arguments go to ctest. The build lives in build/<flavour>/ so the
 # sanitizer builds never mix with the release one.
@@ -34,7 +35,9 @@ fi
 
 cmake -S . -B "$build_dir" -G Ninja \
   -DHOSN_SANITIZE="$sanitize" -DHOSN_BUILD_FUZZERS="$fuzz" -DHOSN_BUILD_BENCHMARKS=ON "${compiler_args[@]}" >/dev/null
-cmake --build "$build_dir" -j "$jobs"
+targets=()
+for target in ${HOSN_TARGETS:-}; do targets+=(--target "$target"); done
+cmake --build "$build_dir" -j "$jobs" "${targets[@]}"
 
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
