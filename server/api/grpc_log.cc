@@ -3,14 +3,21 @@
 #include <grpc/support/log.h>
 
 #include <atomic>
+#include <memory>
 #include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace hosn::api {
 namespace {
 
-// Replaced only by RouteGrpcLogs. A replaced sink is deliberately never
-// freed: a gRPC thread may still be inside it.
+// Replaced only by RouteGrpcLogs. A replaced sink is kept alive until exit
+// (in g_all_sinks): a gRPC thread may still be inside it.
 std::atomic<GrpcLogSink*> g_sink{nullptr};
+absl::Mutex g_sinks_mu;
+std::vector<std::unique_ptr<GrpcLogSink>>* g_all_sinks ABSL_GUARDED_BY(g_sinks_mu) = nullptr;
 std::atomic<ApiMetrics*> g_metrics{nullptr};
 
 void Forward(gpr_log_func_args* args) {
@@ -30,7 +37,10 @@ void Forward(gpr_log_func_args* args) {
 }  // namespace
 
 void RouteGrpcLogs(GrpcLogSink sink, ApiMetrics* metrics) {
-  g_sink.store(new GrpcLogSink(std::move(sink)), std::memory_order_release);
+  absl::MutexLock lock(&g_sinks_mu);
+  if (g_all_sinks == nullptr) g_all_sinks = new std::vector<std::unique_ptr<GrpcLogSink>>();
+  g_all_sinks->push_back(std::make_unique<GrpcLogSink>(std::move(sink)));
+  g_sink.store(g_all_sinks->back().get(), std::memory_order_release);
   g_metrics.store(metrics, std::memory_order_release);
   gpr_set_log_function(&Forward);
 }

@@ -381,8 +381,11 @@ TEST_F(KeydTest, MetricsScrapePassesPromtool) {
   ASSERT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(10)));
   v1::SignManifestResponse response;
   ASSERT_TRUE(Sign(*keyd, "{}", &response).ok());
-  EXPECT_FALSE(hosn::testing::HealthCheck(pki_.Channel(keyd->grpc_port(), "bad-selfsigned"), "",
-                                          new grpc::Status()) == kHealthServing);
+  grpc::Status refused;
+  EXPECT_EQ(
+      hosn::testing::HealthCheck(pki_.Channel(keyd->grpc_port(), "bad-selfsigned"), "", &refused),
+      -1);  // a failed handshake, counted below
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
 
   HOSN_ASSERT_OK_AND_ASSIGN(std::string text,
                             hosn::testing::HttpGet(keyd->metrics_port(), "/metrics"));
