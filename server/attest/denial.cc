@@ -17,6 +17,8 @@ struct Entry {
 
 constexpr Entry kEntries[] = {
     {DenialReason::kAkNotAcceptable, "ak not acceptable"},
+    {DenialReason::kAkCertificateInvalid, "ak certificate invalid"},
+    {DenialReason::kAkCertificateMismatch, "ak certificate mismatch"},
     {DenialReason::kNoSignature, "no signature"},
     {DenialReason::kMalformedSignature, "malformed signature"},
     {DenialReason::kSignatureSchemeMismatch, "signature scheme mismatch"},

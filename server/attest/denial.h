@@ -19,7 +19,9 @@ namespace hosn::attest {
 
 enum class DenialReason {
   // The AK public area.
-  kAkNotAcceptable,  // "ak not acceptable": lacks restricted/sign/fixedTPM/fixedParent
+  kAkNotAcceptable,        // "ak not acceptable": lacks restricted/sign/fixedTPM/fixedParent
+  kAkCertificateInvalid,   // "ak certificate invalid": does not parse or chain to a root
+  kAkCertificateMismatch,  // "ak certificate mismatch": certifies another key
   // The signature.
   kNoSignature,              // "no signature": empty or TPM_ALG_NULL
   kMalformedSignature,       // "malformed signature": tss2-mu refused it or bytes trail

@@ -1,0 +1,105 @@
+#include "server/attest/ak_certificate.h"
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "common/tpm/ak_public.h"
+#include "server/attest/denial.h"
+
+namespace hosn::attest {
+namespace {
+
+struct X509Deleter {
+  void operator()(X509* cert) const { X509_free(cert); }
+};
+struct StoreDeleter {
+  void operator()(X509_STORE* store) const { X509_STORE_free(store); }
+};
+struct StoreCtxDeleter {
+  void operator()(X509_STORE_CTX* ctx) const { X509_STORE_CTX_free(ctx); }
+};
+struct StackDeleter {
+  void operator()(STACK_OF(X509) * stack) const { sk_X509_pop_free(stack, X509_free); }
+};
+struct BioDeleter {
+  void operator()(BIO* bio) const { BIO_free(bio); }
+};
+using UniqueX509 = std::unique_ptr<X509, X509Deleter>;
+
+// Exactly one DER certificate, nothing after it.
+UniqueX509 ParseDer(std::span<const uint8_t> der) {
+  const unsigned char* p = der.data();
+  UniqueX509 cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  if (cert != nullptr && p != der.data() + der.size()) cert.reset();
+  return cert;
+}
+
+// PEM if it looks like PEM, DER otherwise.
+UniqueX509 ParseAny(const std::string& text) {
+  if (text.find("-----BEGIN CERTIFICATE-----") != std::string::npos) {
+    std::unique_ptr<BIO, BioDeleter> bio(
+        BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
+    return UniqueX509(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  }
+  return ParseDer({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+}
+
+}  // namespace
+
+absl::Status VerifyAkCertificate(std::span<const uint8_t> certificate_der, const TPMT_PUBLIC& ak,
+                                 const std::vector<std::string>& roots,
+                                 const std::vector<std::string>& intermediates) {
+  if (roots.empty()) return absl::InvalidArgumentError("no trusted root for ak certificates");
+  absl::StatusOr<tpm::UniqueEvpPkey> ak_key = tpm::PublicKeyFromTpm(ak);
+  if (!ak_key.ok()) return ak_key.status();
+
+  // 1. Parse everything; any unparsable certificate is a denial.
+  UniqueX509 leaf = ParseDer(certificate_der);
+  if (leaf == nullptr) {
+    return Denied(DenialReason::kAkCertificateInvalid, "ak certificate invalid: malformed");
+  }
+  std::unique_ptr<X509_STORE, StoreDeleter> store(X509_STORE_new());
+  std::unique_ptr<STACK_OF(X509), StackDeleter> chain(sk_X509_new_null());
+  if (store == nullptr || chain == nullptr) return absl::InternalError("openssl allocation failed");
+  for (const std::string& root : roots) {
+    UniqueX509 cert = ParseAny(root);
+    if (cert == nullptr) return absl::InvalidArgumentError("trusted root does not parse");
+    if (X509_STORE_add_cert(store.get(), cert.get()) != 1) {
+      return absl::InternalError("cannot add trusted root");
+    }
+  }
+  for (const std::string& intermediate : intermediates) {
+    UniqueX509 cert = ParseAny(intermediate);
+    if (cert == nullptr) {
+      return Denied(DenialReason::kAkCertificateInvalid,
+                    "ak certificate invalid: intermediate does not parse");
+    }
+    if (sk_X509_push(chain.get(), cert.get()) == 0) return absl::InternalError("stack push failed");
+    (void)cert.release();  // owned by `chain`
+  }
+
+  // 2. The chain.
+  std::unique_ptr<X509_STORE_CTX, StoreCtxDeleter> ctx(X509_STORE_CTX_new());
+  if (ctx == nullptr || X509_STORE_CTX_init(ctx.get(), store.get(), leaf.get(), chain.get()) != 1) {
+    return absl::InternalError("cannot start chain verification");
+  }
+  if (X509_verify_cert(ctx.get()) != 1) {
+    return Denied(DenialReason::kAkCertificateInvalid,
+                  absl::StrCat("ak certificate invalid: ",
+                               X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()))));
+  }
+
+  // 3. The key it certifies is this AK.
+  if (EVP_PKEY_eq(X509_get0_pubkey(leaf.get()), ak_key->get()) != 1) {
+    return Denied(DenialReason::kAkCertificateMismatch);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace hosn::attest
