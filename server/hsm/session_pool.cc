@@ -62,16 +62,24 @@ CK_KEY_TYPE ToCkKeyType(KeyType key_type) {
   return CKK_VENDOR_DEFINED;
 }
 
-absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> Session::FindAll(const KeyRef& ref) {
+absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> Session::FindAll(const KeyRef& ref, bool* on_token) {
   if (ref.label.empty()) return absl::InvalidArgumentError("key reference needs a label");
+  HOSN_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> found, Search(ref, true));
+  if (on_token != nullptr) *on_token = !found.empty();
+  if (!found.empty()) return found;
+  return Search(ref, false);
+}
 
+absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> Session::Search(const KeyRef& ref, bool token) {
   // CK_ULONG attributes are passed with sizeof(CK_ULONG) (case P6).
   CK_OBJECT_CLASS key_class = ToCkClass(ref.key_class);
   CK_KEY_TYPE key_type = ToCkKeyType(ref.key_type);
+  CK_BBOOL on_token_value = token ? CK_TRUE : CK_FALSE;
   std::vector<CK_ATTRIBUTE> attributes = {
       {CKA_CLASS, &key_class, sizeof(key_class)},
       {CKA_KEY_TYPE, &key_type, sizeof(key_type)},
       {CKA_LABEL, const_cast<char*>(ref.label.data()), ref.label.size()},
+      {CKA_TOKEN, &on_token_value, sizeof(on_token_value)},
   };
   if (ref.id.has_value()) {
     attributes.push_back({CKA_ID, const_cast<char*>(ref.id->data()), ref.id->size()});
@@ -114,7 +122,8 @@ absl::StatusOr<CK_OBJECT_HANDLE> Session::Resolve(const KeyRef& ref, bool use_ca
     key = CacheKey(ref);
     if (auto it = cache_.find(key); it != cache_.end()) return it->second;
   }
-  HOSN_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> found, FindAll(ref));
+  bool on_token = false;
+  HOSN_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> found, FindAll(ref, &on_token));
   if (found.empty()) {
     return absl::NotFoundError(absl::StrCat("key not found: ", ToAbsl(KeyClassName(ref.key_class)),
                                             " ", ToAbsl(KeyTypeName(ref.key_type)), " '", ref.label,
@@ -129,7 +138,7 @@ absl::StatusOr<CK_OBJECT_HANDLE> Session::Resolve(const KeyRef& ref, bool use_ca
   // A session-object copy without label or id. If the module refuses to
   // copy (CKA_COPYABLE false, no C_CopyObject), the token object serves.
   CK_OBJECT_HANDLE handle = found.front();
-  if (shared_->copy_keys) {
+  if (shared_->copy_keys && on_token) {
     CK_BBOOL no = CK_FALSE;
     CK_ATTRIBUTE copy_template[] = {
         {CKA_TOKEN, &no, sizeof(no)},

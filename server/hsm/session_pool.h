@@ -58,9 +58,15 @@ class Session {
   CK_SESSION_HANDLE handle() const { return handle_; }
 
   // Every object matching `ref`: CKA_CLASS, CKA_KEY_TYPE and CKA_LABEL are
-  // always in the template, CKA_ID when `ref.id` is set. The search is always
+  // always in the template, CKA_ID when `ref.id` is set. Token objects are
+  // searched first (CKA_TOKEN=true pinned); only if there are none, session
+  // objects (test-only keys). Pinning CKA_TOKEN also keeps our own session
+  // copies out of the count while a module is still labelling a fresh copy
+  // (SoftHSM's C_CopyObject applies the template after creating the copy).
+  // `on_token`, if given, tells which search matched. The search is always
   // ended with C_FindObjectsFinal, also on errors.
-  absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> FindAll(const KeyRef& ref);
+  absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> FindAll(const KeyRef& ref,
+                                                        bool* on_token = nullptr);
 
   // Exactly one object: NotFound if none, FailedPrecondition
   // "ambiguous key: N matches" if several. With `use_cache`, a handle found
@@ -88,6 +94,7 @@ class Session {
           const Shared* shared)
       : functions_(functions), handle_(handle), generation_(generation), shared_(shared) {}
   void DropCache();
+  absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> Search(const KeyRef& ref, bool token);
 
   CK_FUNCTION_LIST* const functions_;
   const CK_SESSION_HANDLE handle_;

@@ -177,6 +177,22 @@ TEST_F(KeyStoreTest, EcdsaRawSignatureHasFieldSizeHalves) {
   EXPECT_TRUE(OpenSslVerify(key.public_key_der, "ecdsa-p256-sha256", "hello", der));
 }
 
+// The per-session copies made for signing and unwrapping never show up in
+// lookups: the key stays unambiguous.
+TEST_F(KeyStoreTest, SessionCopiesDoNotMatchLookups) {
+  HOSN_ASSERT_OK_AND_ASSIGN(SigningKey key, store_->GenerateSigningKey("ec-p256", "ec", "1"));
+  HOSN_ASSERT_OK_AND_ASSIGN(KeyRef kek, store_->GenerateKek("kek", "1"));
+  HOSN_ASSERT_OK_AND_ASSIGN(WrappedKey wrapped, store_->GenerateWrappedDek(kek));
+  for (int i = 0; i < 3; ++i) {
+    HOSN_ASSERT_OK(store_->Sign(key.private_key, "ecdsa-p256-sha256", "m").status());
+    HOSN_ASSERT_OK(store_->DekCheckValue(kek, wrapped).status());
+  }
+  HOSN_ASSERT_OK_AND_ASSIGN(KeyInfo info, store_->FindKey(key.private_key));
+  EXPECT_TRUE(info.token);
+  HOSN_ASSERT_OK_AND_ASSIGN(KeyInfo kek_info, store_->FindKey(kek));
+  EXPECT_TRUE(kek_info.token);
+}
+
 // A key of one type refuses an algorithm of another.
 TEST_F(KeyStoreTest, SignRefusesMismatchedKeyType) {
   HOSN_ASSERT_OK_AND_ASSIGN(SigningKey key, store_->GenerateSigningKey("ec-p256", "ec", "1"));
