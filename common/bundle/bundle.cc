@@ -523,6 +523,13 @@ absl::Status DecryptBundle(const VerifiedBundle& bundle, const SecretBytes& dek,
     outputs[i] = UniqueFd(::openat(staging.get(), name.c_str(),
                                    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400));
     if (!outputs[i].valid()) return cleanup(IoError("create", file.path(), errno));
+    // Reserve the pages now: a target too small for the model fails here,
+    // before any decryption work (ramfs cannot reserve; it has no limit).
+    if (file.size() > 0 &&
+        ::fallocate(outputs[i].get(), 0, 0, static_cast<off_t>(file.size())) != 0 &&
+        errno != EOPNOTSUPP) {
+      return cleanup(IoError("allocate", file.path(), errno));
+    }
     if (::ftruncate(outputs[i].get(), static_cast<off_t>(file.size())) != 0) {
       return cleanup(IoError("truncate", file.path(), errno));
     }

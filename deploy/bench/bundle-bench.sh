@@ -31,7 +31,7 @@ cores="$(nproc)"
 work="$(mktemp -d /tmp/hosn-bundle-bench.XXXXXX)"
 mounted=()
 cleanup() {
-  if [ -n "${GNUPGHOME:-}" ]; then gpgconf --kill gpg-agent 2>/dev/null || true; fi
+  if [ -n "${GNUPGHOME:-}" ]; then gpgconf --kill all 2>/dev/null || true; fi
   for m in "${mounted[@]}"; do umount "$m" 2>/dev/null || true; done
   rm -rf "$work"
 }
