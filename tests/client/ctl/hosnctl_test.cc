@@ -55,7 +55,8 @@ class HosnctlTest : public ::testing::Test {
     pki_ = bundle::testing::MakeTestPki(dir_.path());
     // The DEK as 64 hex digits in a 0600 file; the wrapped blob beside it.
     std::string hex;
-    for (uint8_t b : RevealSecret(bundle::testing::TestDek())) {
+    const SecretBytes dek = bundle::testing::TestDek();
+    for (uint8_t b : RevealSecret(dek)) {
       static const char* digits = "0123456789abcdef";
       hex += digits[b >> 4];
       hex += digits[b & 15];
