@@ -85,6 +85,7 @@ absl::Status VerifyAkCertificate(std::span<const uint8_t> certificate_der, const
   }
 
   // 2. The chain.
+  // TODO(#5): no revocation check (CRL or OCSP) of the AK certificate chain.
   std::unique_ptr<X509_STORE_CTX, StoreCtxDeleter> ctx(X509_STORE_CTX_new());
   if (ctx == nullptr || X509_STORE_CTX_init(ctx.get(), store.get(), leaf.get(), chain.get()) != 1) {
     return absl::InternalError("cannot start chain verification");

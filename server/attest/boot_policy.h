@@ -31,6 +31,8 @@ struct PcrReferenceSet {
   std::map<uint32_t, tpm::Bytes> pcrs;
 };
 
+// TODO(#5): no event-content rules yet (allowed EFI applications, SecureBoot
+// state, dbx); a log is checked only for honest digests and a faithful replay.
 struct BootPolicy {
   std::string node_class;
   // The bank the reference values are in; must be quoted.
