@@ -105,7 +105,7 @@ class AuditLog {
   explicit AuditLog(const AuditLogOptions& options) : options_(options) {}
 
   absl::Status Recover();
-  absl::Status OpenFileForAppend(uint64_t index);
+  absl::Status OpenFileForAppend(uint64_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   void WriterLoop();
   absl::Status WriteBatch(std::deque<std::shared_ptr<Pending>>& batch);
   absl::Status WriteCheckpointLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
