@@ -133,15 +133,22 @@ struct RawSession {
     CK_KEY_TYPE key_type = CKK_AES;
     CK_BBOOL no = CK_FALSE;
     CK_BBOOL yes = CK_TRUE;
+    // The same DEK attributes the KeyStore sets (see DekAttributes).
     CK_ATTRIBUTE t[] = {{CKA_CLASS, &key_class, sizeof(key_class)},
                         {CKA_KEY_TYPE, &key_type, sizeof(key_type)},
                         {CKA_TOKEN, &no, sizeof(no)},
+                        {CKA_PRIVATE, &yes, sizeof(yes)},
                         {CKA_SENSITIVE, &yes, sizeof(yes)},
-                        {CKA_EXTRACTABLE, &yes, sizeof(yes)}};
+                        {CKA_EXTRACTABLE, &yes, sizeof(yes)},
+                        {CKA_WRAP, &no, sizeof(no)},
+                        {CKA_UNWRAP, &no, sizeof(no)},
+                        {CKA_DECRYPT, &no, sizeof(no)},
+                        {CKA_DERIVE, &no, sizeof(no)},
+                        {CKA_ENCRYPT, &yes, sizeof(yes)}};
     CK_OBJECT_HANDLE dek = CK_INVALID_HANDLE;
     if (f->C_UnwrapKey(session, &mechanism, kek,
                        reinterpret_cast<CK_BYTE*>(const_cast<char*>(blob.data())), blob.size(), t,
-                       5, &dek) != CKR_OK) {
+                       sizeof(t) / sizeof(t[0]), &dek) != CKR_OK) {
       return false;
     }
     return f->C_DestroyObject(session, dek) == CKR_OK;
