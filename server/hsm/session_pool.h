@@ -11,8 +11,8 @@
 // token again by URI (its slot id may have changed), opens fresh sessions and
 // logs in again; then the caller's function runs once more. A function that
 // fails for any other reason may have left an operation active on its
-// session; it calls Session::Poison() (or the pool does, for every failure
-// that is not a clean CKR) and the session is closed and replaced rather than
+// session; it calls Session::Poison() (and the pool does the same for every
+// failure that carries a CKR) and the session is closed and replaced rather than
 // lent again.
 //
 // Object handles never outlive the session they were found in: Session caches
