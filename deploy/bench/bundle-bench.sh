@@ -32,7 +32,10 @@ work="$(mktemp -d /tmp/hosn-bundle-bench.XXXXXX)"
 mounted=()
 cleanup() {
   if [ -n "${GNUPGHOME:-}" ]; then gpgconf --kill all 2>/dev/null || true; fi
-  for m in "${mounted[@]}"; do umount "$m" 2>/dev/null || true; done
+  # gpg-agent exits asynchronously after the kill: retry the unmount.
+  for m in "${mounted[@]}"; do
+    for _ in 1 2 3 4 5; do umount "$m" 2>/dev/null && break; sleep 1; done
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
