@@ -56,6 +56,26 @@ TEST(Manifest, RoundTripsCanonicalJson) {
   EXPECT_EQ(parsed->SerializeAsString(), m.SerializeAsString());
 }
 
+// The canonical bytes of version 1 are pinned: a protobuf upgrade that
+// prints differently must fail here, not in the field.
+TEST(Manifest, PinsCanonicalBytes) {
+  BundleManifest m = ValidManifest({"a"});
+  m.mutable_encryption()->set_wrapped_dek(std::string(40, '\0'));
+  m.mutable_files(0)->set_size(0);
+  auto bytes = SerializeManifest(m);
+  ASSERT_THAT(bytes, IsOk());
+  const std::string digest(64, 'a');
+  EXPECT_EQ(*bytes,
+            "{\n \"format_version\": 1,\n \"model\": {\n  \"name\": \"embeddings-en\",\n"
+            "  \"version\": \"0.2.0\"\n },\n \"created_at\": \"2026-12-03T17:00:00Z\",\n"
+            " \"encryption\": {\n  \"aead\": \"AES-256-GCM\",\n  \"kdf\": \"HKDF-SHA256\",\n"
+            "  \"segment_size\": 1048576,\n  \"key_wrap\": \"AES-256-KWP\",\n"
+            "  \"wrapped_dek\": \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\",\n"
+            "  \"kek_label\": \"model-kek\",\n  \"kek_id\": \"01\"\n },\n \"files\": [\n  {\n"
+            "   \"path\": \"a\",\n   \"size\": \"0\",\n   \"sha256\": \"" +
+                digest + "\",\n   \"tags_sha256\": \"" + digest + "\"\n  }\n ]\n}\n");
+}
+
 // Any byte string other than the canonical one is refused: spacing, an
 // unknown field, a duplicated key.
 TEST(Manifest, RefusesNonCanonicalBytes) {
