@@ -110,9 +110,11 @@ struct State {
   std::set<CK_SESSION_HANDLE> dead_sessions;
 };
 
+// A static object, not a leaked pointer: tests load and unload this module
+// many times in one process.
 State& GetState() {
-  static State* state = new State();
-  return *state;
+  static State state;
+  return state;
 }
 
 CK_FUNCTION_LIST* g_real = nullptr;
