@@ -1,6 +1,8 @@
 #include "server/hsm/key_store.h"
 
 #include <algorithm>
+#include <array>
+#include <cstdlib>
 #include <utility>
 #include <vector>
 
@@ -49,24 +51,33 @@ constexpr size_t kSignChunk = 64 * 1024;
 // Attribute template builder: keeps every value alive for the call.
 class Template {
  public:
+  static constexpr size_t kMaxAttributes = 24;
+
   void Bool(CK_ATTRIBUTE_TYPE type, bool value) {
-    attributes_.push_back(
-        {type, const_cast<CK_BBOOL*>(value ? &kTrue : &kFalse), sizeof(CK_BBOOL)});
+    Add({type, const_cast<CK_BBOOL*>(value ? &kTrue : &kFalse), sizeof(CK_BBOOL)});
   }
   // CK_ULONG values, always with sizeof(CK_ULONG) (case P6).
   void Ulong(CK_ATTRIBUTE_TYPE type, CK_ULONG value) {
-    ulongs_.push_back(std::make_unique<CK_ULONG>(value));
-    attributes_.push_back({type, ulongs_.back().get(), sizeof(CK_ULONG)});
+    ulongs_[size_] = value;
+    Add({type, &ulongs_[size_], sizeof(CK_ULONG)});
   }
   void Bytes(CK_ATTRIBUTE_TYPE type, std::string_view value) {
-    attributes_.push_back({type, const_cast<char*>(value.data()), value.size()});
+    Add({type, const_cast<char*>(value.data()), value.size()});
   }
   CK_ATTRIBUTE* data() { return attributes_.data(); }
-  CK_ULONG size() const { return attributes_.size(); }
+  CK_ULONG size() const { return size_; }
 
  private:
-  std::vector<CK_ATTRIBUTE> attributes_;
-  std::vector<std::unique_ptr<CK_ULONG>> ulongs_;
+  // Fixed storage: no allocation on the hot path, and the CK_ULONG values
+  // stay where the attributes point. Templates here are constant and small.
+  void Add(const CK_ATTRIBUTE& attribute) {
+    if (size_ == kMaxAttributes) std::abort();
+    attributes_[size_++] = attribute;
+  }
+
+  std::array<CK_ATTRIBUTE, kMaxAttributes> attributes_{};
+  std::array<CK_ULONG, kMaxAttributes> ulongs_{};
+  size_t size_ = 0;
 };
 
 void KekAttributes(Template& t, std::string_view label, std::string_view id,

@@ -14,10 +14,9 @@ namespace {
 // Objects fetched per C_FindObjects call; enough to count duplicates.
 constexpr CK_ULONG kFindBatch = 16;
 
-std::string CacheKey(const KeyRef& ref) {
-  return absl::StrCat(static_cast<int>(ref.key_class), "/", static_cast<int>(ref.key_type), "/",
-                      ref.label.size(), ":", ref.label, "/", ref.id.has_value() ? "1" : "0",
-                      ref.id.value_or(""));
+bool SameKey(const KeyRef& a, const KeyRef& b) {
+  return a.key_class == b.key_class && a.key_type == b.key_type && a.label == b.label &&
+         a.id == b.id;
 }
 
 // Ends a find operation on every path (case P7).
@@ -112,15 +111,15 @@ absl::StatusOr<CK_OBJECT_HANDLE> Session::Resolve(const KeyRef& ref, bool use_ca
   // TODO(#2): keys created or destroyed by another process reach this cache
   // only when the session is replaced.
   const bool cacheable = use_cache && shared_->cache_handles;
-  std::string key;
   if (cacheable) {
     const uint64_t epoch = shared_->key_epoch.load(std::memory_order_acquire);
     if (epoch != cache_epoch_) {
       DropCache();
       cache_epoch_ = epoch;
     }
-    key = CacheKey(ref);
-    if (auto it = cache_.find(key); it != cache_.end()) return it->second;
+    for (const CacheEntry& entry : cache_) {
+      if (SameKey(entry.ref, ref)) return entry.handle;
+    }
   }
   bool on_token = false;
   HOSN_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> found, FindAll(ref, &on_token));
@@ -151,7 +150,7 @@ absl::StatusOr<CK_OBJECT_HANDLE> Session::Resolve(const KeyRef& ref, bool use_ca
       handle = copy;
     }
   }
-  cache_[key] = handle;
+  cache_.push_back({ref, handle});
   return handle;
 }
 

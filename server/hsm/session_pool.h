@@ -102,7 +102,12 @@ class Session {
   const Shared* const shared_;
   bool poisoned_ = false;
   uint64_t cache_epoch_ = 0;
-  std::map<std::string, CK_OBJECT_HANDLE> cache_;
+  // Few keys per session: a linear search without allocation beats a map.
+  struct CacheEntry {
+    KeyRef ref;
+    CK_OBJECT_HANDLE handle;
+  };
+  std::vector<CacheEntry> cache_;
   std::vector<CK_OBJECT_HANDLE> copies_;
 };
 
