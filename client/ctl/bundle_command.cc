@@ -1,5 +1,18 @@
 #include "client/ctl/bundle_command.h"
 
+#include <fcntl.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -7,15 +20,15 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "client/ctl/hsm_signer.h"
+#include "client/ctl/keyd_signer.h"
 #include "client/ctl/progress.h"
 #include "common/base/absl_compat.h"
 #include "common/base/file_util.h"
-#include "common/base/hex.h"
+#include "common/base/status_macros.h"
 #include "common/bundle/bundle.h"
 #include "common/bundle/errors.h"
+#include "common/bundle/manifest.h"
 #include "common/bundle/segment.h"
-#include "server/hsm/key_store.h"
 
 namespace hosn::ctl {
 namespace {
@@ -24,15 +37,17 @@ constexpr char kUsage[] =
     "usage:\n"
     "  hosnctl bundle pack --model DIR --out DIR --name NAME --version VERSION\n"
     "      --dek REF --wrapped-dek FILE --kek-label LABEL [--kek-id HEX]\n"
-    "      --signer-cert PEM (--signer-key REF | --hsm-uri URI --hsm-module SO\n"
-    "      --hsm-pin REF --signer-label LABEL [--signer-id HEX])\n"
+    "      (--keyd HOST:PORT --tls-cert PEM --tls-key REF --tls-ca PEM\n"
+    "       [--tls-server-name NAME] [--signer-label LABEL] [--keyd-timeout SECONDS]\n"
+    "       | --signer-cert PEM --signer-key REF)\n"
     "      [--segment-size BYTES] [--threads N]\n"
     "  hosnctl bundle verify --bundle DIR --ca PEM\n"
     "  hosnctl bundle inspect --bundle DIR [--ca PEM]\n"
     "  hosnctl bundle decrypt --bundle DIR --ca PEM --dek REF --target DIR\n"
     "      [--skip-plaintext-digests] [--threads N]\n"
     "REF is file:/path or credential:NAME; a DEK file holds 64 hex digits.\n"
-    "exit codes: 0 ok, 1 error, 2 usage, 3 bundle refused, 4 target refused\n";
+    "exit codes: 0 ok, 1 error, 2 usage, 3 bundle refused, 4 target refused,\n"
+    "  5 hosn-keyd refused the caller, 6 hosn-keyd unreachable or failed\n";
 
 struct Flags {
   std::map<std::string, std::string> values;
@@ -92,6 +107,12 @@ bool Require(const Flags& flags, const std::vector<std::string>& names, FILE* er
 
 int ExitFor(const absl::Status& status, FILE* err) {
   std::fprintf(err, "hosnctl: %s\n", std::string(status.message()).c_str());
+  if (IsKeydError(status)) {
+    return status.code() == absl::StatusCode::kPermissionDenied ||
+                   status.code() == absl::StatusCode::kUnauthenticated
+               ? kExitKeydRefused
+               : kExitKeydUnavailable;
+  }
   std::string_view name = bundle::BundleErrorName(status);
   if (name.rfind("target_", 0) == 0) return kExitTarget;
   if (!name.empty()) return kExitRefused;
@@ -139,16 +160,97 @@ int ParseThreads(const Flags& flags) {
   return threads;
 }
 
+// A throw-away signer for PackBundle's own signing step: an ephemeral P-256
+// key and a self-signed certificate, made in memory. hosn-keyd must see the
+// exact manifest bytes, which exist only once PackBundle has serialized and
+// written them; PackWithKeyd then replaces this signature with the daemon's
+// before the bundle gets its final name, so it never leaves the staging
+// directory. The manifest itself does not depend on the signer.
+absl::StatusOr<std::unique_ptr<bundle::ManifestSigner>> EphemeralSigner() {
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(EVP_EC_gen("P-256"), EVP_PKEY_free);
+  std::unique_ptr<X509, decltype(&X509_free)> cert(X509_new(), X509_free);
+  std::unique_ptr<BIO, decltype(&BIO_free)> key_bio(BIO_new(BIO_s_mem()), BIO_free);
+  std::unique_ptr<BIO, decltype(&BIO_free)> cert_bio(BIO_new(BIO_s_mem()), BIO_free);
+  bool ok = key && cert && key_bio && cert_bio && X509_set_version(cert.get(), X509_VERSION_3) &&
+            ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1) &&
+            X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600) &&
+            X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600);
+  X509_NAME* name = ok ? X509_get_subject_name(cert.get()) : nullptr;
+  ok = ok && name != nullptr &&
+       X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                  reinterpret_cast<const unsigned char*>("hosnctl staging"), -1, -1,
+                                  0) &&
+       X509_set_issuer_name(cert.get(), name) && X509_set_pubkey(cert.get(), key.get()) &&
+       X509_sign(cert.get(), key.get(), EVP_sha256()) > 0 &&
+       PEM_write_bio_PrivateKey(key_bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) ==
+           1 &&
+       PEM_write_bio_X509(cert_bio.get(), cert.get()) == 1;
+  if (!ok) {
+    ERR_clear_error();
+    return absl::InternalError("staging signer: key or certificate generation failed");
+  }
+  char* data = nullptr;
+  long size = BIO_get_mem_data(key_bio.get(), &data);
+  SecretBytes key_pem = SecretBytes::CopyOf(std::string_view(data, static_cast<size_t>(size)));
+  size = BIO_get_mem_data(cert_bio.get(), &data);
+  auto signer =
+      bundle::OpenSslKeySigner::Create(key_pem, std::string(data, static_cast<size_t>(size)));
+  if (!signer.ok()) return signer.status();
+  return std::unique_ptr<bundle::ManifestSigner>(std::move(*signer));
+}
+
+// PackBundle into "<out>.partial-<pid>", then the manifest written there is
+// signed through hosn-keyd, the signature replaced, and the directory renamed
+// to `out` (RENAME_NOREPLACE). On any failure the staging directory is
+// removed and nothing exists under `out`. AlreadyExists if `out` exists.
+absl::StatusOr<bundle::BundleManifest> PackWithKeyd(const std::string& model_dir,
+                                                    const std::string& out, const SecretBytes& dek,
+                                                    const bundle::PackOptions& options,
+                                                    KeydManifestSigner& keyd) {
+  struct stat st;
+  if (::lstat(out.c_str(), &st) == 0) {
+    return bundle::BundleError(absl::StatusCode::kAlreadyExists, "target_exists", out);
+  }
+  const std::string staging = absl::StrCat(out, ".partial-", ::getpid());
+  struct Cleanup {
+    const std::string& path;
+    bool armed = true;
+    ~Cleanup() {
+      std::error_code ignored;
+      if (armed) std::filesystem::remove_all(path, ignored);
+    }
+  } cleanup{staging};
+  HOSN_ASSIGN_OR_RETURN(std::unique_ptr<bundle::ManifestSigner> staging_signer, EphemeralSigner());
+  auto manifest = bundle::PackBundle(model_dir, staging, dek, options, *staging_signer);
+  if (!manifest.ok()) return manifest.status();
+  const std::string manifest_path = absl::StrCat(staging, "/", ToAbsl(bundle::kManifestFileName));
+  const std::string signature_path = absl::StrCat(staging, "/", ToAbsl(bundle::kSignatureFileName));
+  auto bytes = ReadFile(manifest_path, bundle::kMaxManifestBytes);
+  if (!bytes.ok()) return bytes.status();
+  keyd.set_manifest(*bytes);
+  auto signature = bundle::SignManifest(*bytes, keyd);
+  if (!signature.ok()) return signature.status();
+  HOSN_RETURN_IF_ERROR(WriteFileAtomically(signature_path, *signature, 0644));
+  if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, out.c_str(), RENAME_NOREPLACE) != 0) {
+    if (errno == EEXIST) {
+      return bundle::BundleError(absl::StatusCode::kAlreadyExists, "target_exists", out);
+    }
+    return absl::InternalError(absl::StrCat("bundle ", out, ": rename from staging failed"));
+  }
+  cleanup.armed = false;
+  return manifest;
+}
+
 int Pack(const std::vector<std::string>& args, FILE* out, FILE* err) {
-  auto flags = ParseFlags(args, 1,
-                          {"model", "out", "name", "version", "dek", "wrapped-dek", "kek-label",
-                           "kek-id", "signer-cert", "signer-key", "hsm-uri", "hsm-module",
-                           "hsm-pin", "signer-label", "signer-id", "segment-size", "threads"},
-                          {}, err);
-  if (!flags || !Require(*flags,
-                         {"model", "out", "name", "version", "dek", "wrapped-dek", "kek-label",
-                          "signer-cert"},
-                         err)) {
+  auto flags =
+      ParseFlags(args, 1,
+                 {"model", "out", "name", "version", "dek", "wrapped-dek", "kek-label", "kek-id",
+                  "signer-cert", "signer-key", "keyd", "tls-cert", "tls-key", "tls-ca",
+                  "tls-server-name", "keyd-timeout", "signer-label", "segment-size", "threads"},
+                 {}, err);
+  if (!flags ||
+      !Require(*flags, {"model", "out", "name", "version", "dek", "wrapped-dek", "kek-label"},
+               err)) {
     return kExitUsage;
   }
   bundle::PackOptions options;
@@ -167,46 +269,53 @@ int Pack(const std::vector<std::string>& args, FILE* out, FILE* err) {
     return kExitUsage;
   }
 
-  // TODO(#4): the DEK arrives wrapped to an ephemeral key from hosn-keyd's
-  // create-model-key flow; until then it is read from a secret reference.
+  // TODO(#5): the DEK should come wrapped from CreateModelKey to the packing
+  // station's ephemeral key; until then it is read from a secret reference.
   auto dek = ReadDek(flags->Get("dek"));
   if (!dek.ok()) return ExitFor(dek.status(), err);
   auto wrapped = ReadFile(flags->Get("wrapped-dek"), 4096);
   if (!wrapped.ok()) return ExitFor(wrapped.status(), err);
   options.wrapped_dek = *wrapped;
-  auto chain = ReadFile(flags->Get("signer-cert"), 1 << 20);
-  if (!chain.ok()) return ExitFor(chain.status(), err);
 
-  // The signer: a software key (development) or a token key through the
-  // HSM layer. TODO(#4): sign through hosn-keyd's signing RPC instead.
-  std::unique_ptr<hsm::KeyStore> store;
+  // The signer: hosn-keyd (production; the key stays in its HSM) or a
+  // software key (development, benchmarks).
   std::unique_ptr<bundle::ManifestSigner> signer;
-  if (!flags->Get("signer-key").empty()) {
+  std::unique_ptr<KeydManifestSigner> keyd;
+  if (!flags->Get("keyd").empty()) {
+    if (!flags->Get("signer-key").empty() || !flags->Get("signer-cert").empty()) {
+      std::fprintf(err, "hosnctl: --keyd excludes --signer-key and --signer-cert\n%s", kUsage);
+      return kExitUsage;
+    }
+    if (!Require(*flags, {"tls-cert", "tls-key", "tls-ca"}, err)) return kExitUsage;
+    KeydSignerOptions keyd_options;
+    keyd_options.address = flags->Get("keyd");
+    keyd_options.tls_cert_path = flags->Get("tls-cert");
+    keyd_options.tls_key_reference = flags->Get("tls-key");
+    keyd_options.tls_ca_path = flags->Get("tls-ca");
+    keyd_options.server_name = flags->Get("tls-server-name");
+    keyd_options.key_label = flags->Get("signer-label");
+    if (!flags->Get("keyd-timeout").empty()) {
+      int seconds = 0;
+      if (!absl::SimpleAtoi(flags->Get("keyd-timeout"), &seconds) || seconds <= 0) {
+        std::fprintf(err, "hosnctl: --keyd-timeout must be a positive number of seconds\n");
+        return kExitUsage;
+      }
+      keyd_options.deadline = absl::Seconds(seconds);
+    }
+    // Connects and fetches the chain before any file is encrypted, so a
+    // daemon that is down or refuses us costs nothing.
+    auto created = KeydManifestSigner::Create(keyd_options);
+    if (!created.ok()) return ExitFor(created.status(), err);
+    keyd = std::move(*created);
+  } else {
+    if (!Require(*flags, {"signer-key", "signer-cert"}, err)) return kExitUsage;
+    auto chain = ReadFile(flags->Get("signer-cert"), 1 << 20);
+    if (!chain.ok()) return ExitFor(chain.status(), err);
     auto key = ReadSecretReference(flags->Get("signer-key"));
     if (!key.ok()) return ExitFor(key.status(), err);
     auto software = bundle::OpenSslKeySigner::Create(*key, *chain);
     if (!software.ok()) return ExitFor(software.status(), err);
     signer = std::move(*software);
-  } else {
-    if (!Require(*flags, {"hsm-uri", "hsm-pin", "signer-label"}, err)) return kExitUsage;
-    hsm::KeyStoreOptions hsm_options;
-    hsm_options.uri = flags->Get("hsm-uri");
-    hsm_options.module_path = flags->Get("hsm-module");
-    hsm_options.pin_reference = flags->Get("hsm-pin");
-    hsm_options.pool_size = 1;
-    auto created = hsm::KeyStore::Create(hsm_options);
-    if (!created.ok()) return ExitFor(created.status(), err);
-    store = std::move(*created);
-    hsm::KeyRef key{hsm::KeyClass::kPrivateKey, hsm::KeyType::kEc, flags->Get("signer-label"),
-                    std::nullopt};
-    if (!flags->Get("signer-id").empty()) {
-      auto id = HexDecode(flags->Get("signer-id"));
-      if (!id.ok()) return ExitFor(id.status(), err);
-      key.id = std::string(id->begin(), id->end());
-    }
-    auto hsm_signer = HsmManifestSigner::Create(store.get(), key, *chain);
-    if (!hsm_signer.ok()) return ExitFor(hsm_signer.status(), err);
-    signer = std::move(*hsm_signer);
   }
 
   bundle::Progress progress;
@@ -214,7 +323,9 @@ int Pack(const std::vector<std::string>& args, FILE* out, FILE* err) {
   absl::StatusOr<bundle::BundleManifest> manifest;
   {
     ProgressReporter reporter("pack", &progress, err);
-    manifest = bundle::PackBundle(flags->Get("model"), flags->Get("out"), *dek, options, *signer);
+    manifest =
+        keyd ? PackWithKeyd(flags->Get("model"), flags->Get("out"), *dek, options, *keyd)
+             : bundle::PackBundle(flags->Get("model"), flags->Get("out"), *dek, options, *signer);
   }
   if (!manifest.ok()) return ExitFor(manifest.status(), err);
   std::fprintf(out, "packed %d files of %s %s into %s\n", manifest->files_size(),

@@ -1,4 +1,4 @@
-#include "tests/server/keyd/keyd_process.h"
+#include "tests/testing/keyd_process.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -1,8 +1,9 @@
-// A hosn-keyd child process for tests: started from the built binary with a
+// A hosn-keyd child process for tests (shared by tests/server/keyd and
+// tests/client/ctl): started from the built binary with a
 // config file, its stderr captured to a file, its ports read from the ready
 // file it writes once serving. The destructor kills it if it still runs.
-#ifndef HOSN_TESTS_SERVER_KEYD_KEYD_PROCESS_H_
-#define HOSN_TESTS_SERVER_KEYD_KEYD_PROCESS_H_
+#ifndef HOSN_TESTS_TESTING_KEYD_PROCESS_H_
+#define HOSN_TESTS_TESTING_KEYD_PROCESS_H_
 
 #include <sys/types.h>
 
@@ -49,4 +50,4 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path);
 
 }  // namespace hosn::testing
 
-#endif  // HOSN_TESTS_SERVER_KEYD_KEYD_PROCESS_H_
+#endif  // HOSN_TESTS_TESTING_KEYD_PROCESS_H_

@@ -31,7 +31,7 @@
 #include "server/hsm/key_store.h"
 #include "tests/server/api/grpc_test_util.h"
 #include "tests/server/api/test_pki.h"
-#include "tests/server/keyd/keyd_process.h"
+#include "tests/testing/keyd_process.h"
 #include "tests/testing/softhsm_token.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_paths.h"

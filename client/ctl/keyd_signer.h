@@ -1,0 +1,87 @@
+// KeydManifestSigner: a ManifestSigner whose private key lives in hosn-keyd's
+// HSM. hosnctl connects to the daemon over mTLS (client certificate with URI
+// SAN hosn://signer/<name>), fetches the signing certificate chain once with
+// GetSigningCertificates, and signs the CMS signed attributes that
+// common/bundle builds with SignManifest. The daemon refuses attributes whose
+// messageDigest is not SHA-256 of the manifest it is sent, so the signer must
+// be told the exact manifest bytes (set_manifest) before SignRaw runs.
+//
+// Every RPC carries a deadline. Errors name the daemon address, the RPC and
+// the gRPC status; they carry the payload kKeydErrorPayload so that callers
+// can tell daemon errors from local ones (IsKeydError). No key material or
+// file content ever appears in an error.
+//
+// Thread-compatible: set_manifest and SignRaw must not race. The channel is
+// owned by the signer.
+#ifndef HOSN_CLIENT_CTL_KEYD_SIGNER_H_
+#define HOSN_CLIENT_CTL_KEYD_SIGNER_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/bundle/signature.h"
+
+namespace hosn::ctl {
+
+// Type URL of the payload on every status that came from (or failed to reach)
+// hosn-keyd.
+inline constexpr char kKeydErrorPayload[] = "type.hosn/hosnctl.KeydError";
+
+// True if `status` carries kKeydErrorPayload.
+bool IsKeydError(const absl::Status& status);
+
+struct KeydSignerOptions {
+  std::string address;            // HOST:PORT of hosn-keyd
+  std::string tls_cert_path;      // client certificate chain, PEM
+  std::string tls_key_reference;  // client private key: file:/path or credential:NAME
+  std::string tls_ca_path;        // CA bundle that issued the daemon's certificate, PEM
+  std::string server_name;        // TLS name to check; empty: the host of `address`
+  std::string key_label;          // signing key on the daemon; empty: its configured key
+  absl::Duration deadline = absl::Seconds(30);  // per RPC
+};
+
+class KeydManifestSigner : public bundle::ManifestSigner {
+ public:
+  // Reads the TLS files, connects, and fetches the signing certificates.
+  // InvalidArgument for an empty address or a bad option; the errors of
+  // ReadFile/ReadSecretReference for unreadable files (FailedPrecondition for
+  // a key file readable by others); for a daemon error the gRPC status code
+  // (e.g. Unavailable when it is down, PermissionDenied for a caller without
+  // the signer role) with IsKeydError true; FailedPrecondition if the daemon
+  // returns no chain or an algorithm other than ECDSA P-256 or RSA PKCS#1.
+  static absl::StatusOr<std::unique_ptr<KeydManifestSigner>> Create(
+      const KeydSignerOptions& options);
+  ~KeydManifestSigner() override;
+
+  // The exact manifest bytes the next SignRaw signs attributes for.
+  void set_manifest(std::string manifest) {
+    manifest_ = std::move(manifest);
+    manifest_set_ = true;
+  }
+
+  bundle::SignatureAlgorithm algorithm() const override { return algorithm_; }
+  std::string CertificateChainPem() const override { return chain_pem_; }
+  // Calls SignManifest with the manifest and `message` as the CMS signed
+  // attributes; returns raw r||s for ECDSA. FailedPrecondition if no
+  // manifest was set; daemon errors as in Create; Internal for a malformed
+  // signature or a different algorithm than announced.
+  absl::StatusOr<std::string> SignRaw(std::string_view message) override;
+
+ private:
+  struct Connection;
+  KeydManifestSigner() = default;
+
+  std::unique_ptr<Connection> connection_;
+  KeydSignerOptions options_;
+  bundle::SignatureAlgorithm algorithm_ = bundle::SignatureAlgorithm::kEcdsaSha256;
+  std::string chain_pem_;
+  std::string manifest_;
+  bool manifest_set_ = false;
+};
+
+}  // namespace hosn::ctl
+
+#endif  // HOSN_CLIENT_CTL_KEYD_SIGNER_H_
