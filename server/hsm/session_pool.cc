@@ -63,6 +63,7 @@ CK_KEY_TYPE ToCkKeyType(KeyType key_type) {
 
 absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> Session::FindAll(const KeyRef& ref, bool* on_token) {
   if (ref.label.empty()) return absl::InvalidArgumentError("key reference needs a label");
+  ReaderLock no_copy_in_progress(&shared_->copy_mu);
   HOSN_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> found, Search(ref, true));
   if (on_token != nullptr) *on_token = !found.empty();
   if (!found.empty()) return found;
@@ -145,7 +146,12 @@ absl::StatusOr<CK_OBJECT_HANDLE> Session::Resolve(const KeyRef& ref, bool use_ca
         {CKA_ID, nullptr, 0},
     };
     CK_OBJECT_HANDLE copy = CK_INVALID_HANDLE;
-    if (functions_->C_CopyObject(handle_, handle, copy_template, 3, &copy) == CKR_OK) {
+    CK_RV rv = CKR_OK;
+    {
+      WriterLock no_search_in_progress(&shared_->copy_mu);
+      rv = functions_->C_CopyObject(handle_, handle, copy_template, 3, &copy);
+    }
+    if (rv == CKR_OK) {
       copies_.push_back(copy);
       handle = copy;
     }

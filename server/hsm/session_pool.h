@@ -89,6 +89,11 @@ class Session {
     // Bumped when keys are created or destroyed through this process; a
     // session whose cache is older drops it before the next lookup.
     std::atomic<uint64_t> key_epoch{0};
+    // Searches hold this shared, C_CopyObject exclusively: SoftHSM builds a
+    // copy with the original's CKA_TOKEN and CKA_LABEL before applying our
+    // template, and a search in another session at that moment would count
+    // the half-made copy as a second key.
+    mutable SharedMutex copy_mu;
   };
   Session(CK_FUNCTION_LIST* functions, CK_SESSION_HANDLE handle, uint64_t generation,
           const Shared* shared)
