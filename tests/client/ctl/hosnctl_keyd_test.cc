@@ -68,7 +68,22 @@ class HosnctlKeydTest : public ::testing::Test {
                         " --hsm-signer ", dir_.Join("signer.pub.pem"), " >/dev/null 2>&1")),
         0);
 
-    std::ofstream(dir_.Join("keyd.textproto")) << absl::StrCat(
+    // The model, the DEK (64 hex digits, 0600) and a wrapped blob.
+    ASSERT_EQ(Sh("mkdir -p " + dir_.Join("model/sub")), 0);
+    WriteFileOrDie(dir_.Join("model/config.json"), "{\"hidden\": 64}");
+    WriteFileOrDie(dir_.Join("model/sub/weights.bin"), bundle::testing::PatternBytes(300000, 7));
+    WriteFileOrDie(dir_.Join("dek.hex"), std::string(64, 'a') + "\n");
+    ::chmod(dir_.Join("dek.hex").c_str(), 0600);
+    WriteFileOrDie(dir_.Join("dek.wrapped"), bundle::testing::TestWrappedDek());
+
+    ASSERT_NO_FATAL_FAILURE(StartKeyd(dir_.path(), ""));
+  }
+
+  // Writes a config (plus `extra` text-format fields) into `dir` and starts
+  // hosn-keyd there as keyd_.
+  void StartKeyd(const std::string& dir, const std::string& extra) {
+    const std::string config = dir + "/keyd.textproto";
+    std::ofstream(config) << absl::StrCat(
         "listen_address: \"127.0.0.1:0\"\n"
         "tls {\n  server_certificate_path: \"",
         pki_, "/server.pem\"\n  server_private_key_path: \"", pki_,
@@ -79,17 +94,8 @@ class HosnctlKeydTest : public ::testing::Test {
         "  pin_reference: \"", token_->pin_reference(),
         "\"\n  pool_size: 2\n  kek_label: \"hosn-kek\"\n  signing_key_label: \"hosn-signer\"\n"
         "  signing_certificate_chain_path: \"",
-        pki_, "/hsm-signer.pem\"\n}\n", "metrics { listen_address: \"127.0.0.1:0\" }\n");
-
-    // The model, the DEK (64 hex digits, 0600) and a wrapped blob.
-    ASSERT_EQ(Sh("mkdir -p " + dir_.Join("model/sub")), 0);
-    WriteFileOrDie(dir_.Join("model/config.json"), "{\"hidden\": 64}");
-    WriteFileOrDie(dir_.Join("model/sub/weights.bin"), bundle::testing::PatternBytes(300000, 7));
-    WriteFileOrDie(dir_.Join("dek.hex"), std::string(64, 'a') + "\n");
-    ::chmod(dir_.Join("dek.hex").c_str(), 0600);
-    WriteFileOrDie(dir_.Join("dek.wrapped"), bundle::testing::TestWrappedDek());
-
-    keyd_ = std::make_unique<KeydProcess>(dir_.Join("keyd.textproto"), dir_.path());
+        pki_, "/hsm-signer.pem\"\n}\n", "metrics { listen_address: \"127.0.0.1:0\" }\n", extra);
+    keyd_ = std::make_unique<KeydProcess>(config, dir);
     absl::Status ready = keyd_->WaitReady(absl::Seconds(30));
     ASSERT_TRUE(ready.ok()) << ready << keyd_->Log();
   }
@@ -190,6 +196,22 @@ TEST_F(HosnctlKeydTest, WorldReadableClientKeyIsRefused) {
   EXPECT_EQ(PackThroughKeyd("signer", out, Address()), 1);
   EXPECT_THAT(Err(), HasSubstr("signer.key"));
   EXPECT_THAT(Err(), ::testing::Not(HasSubstr("PRIVATE KEY")));
+  EXPECT_TRUE(NothingLeftBehind(out));
+}
+
+// A failure after the model is encrypted (here the daemon's request size
+// limit refuses the large manifest at SignManifest) exits 6, names the RPC,
+// and leaves neither the bundle nor its staging directory behind.
+TEST_F(HosnctlKeydTest, SigningFailureAfterPackingLeavesNoBundle) {
+  ASSERT_THAT(keyd_->Stop(SIGTERM, absl::Seconds(30)), IsOk());
+  ASSERT_EQ(Sh("mkdir -p " + dir_.Join("small")), 0);
+  ASSERT_NO_FATAL_FAILURE(StartKeyd(dir_.Join("small"), "limits { max_request_bytes: 4096 }\n"));
+  for (int i = 0; i < 80; ++i) {
+    WriteFileOrDie(dir_.Join(absl::StrCat("model/sub/shard-", i, ".bin")), "x");
+  }
+  const std::string out = dir_.Join("bundle");
+  EXPECT_EQ(PackThroughKeyd("signer", out, Address()), 6);
+  EXPECT_THAT(Err(), HasSubstr("hosn-keyd at " + Address() + ": SignManifest: "));
   EXPECT_TRUE(NothingLeftBehind(out));
 }
 
