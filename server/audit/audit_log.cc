@@ -86,7 +86,7 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& 
 AuditLog::~AuditLog() { (void)Close(); }
 
 absl::Status AuditLog::Recover() {
-  absl::MutexLock write_lock(&write_mu_);
+  MutexLock write_lock(&write_mu_);
   head_sha256_ = std::string(kGenesisHash);
   const std::vector<uint64_t> files = ListLogFiles(options_.directory);
   uint64_t torn = 0;
@@ -156,7 +156,7 @@ absl::Status AuditLog::Recover() {
   }
 
   HOSN_RETURN_IF_ERROR(OpenFileForAppend(file_index_));
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   stats_.last_sequence = last_sequence_;
   stats_.torn_tail_bytes = torn;
   return absl::OkStatus();
@@ -180,11 +180,13 @@ absl::Status AuditLog::OpenFileForAppend(uint64_t index) {
 absl::StatusOr<uint64_t> AuditLog::Append(AuditRecord record) {
   auto pending = std::make_shared<Pending>();
   pending->record = std::move(record);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (!healthy_) return absl::UnavailableError("audit log unavailable: an earlier write failed");
   if (stopping_) return absl::UnavailableError("audit log closed");
   queue_.push_back(pending);
-  mu_.Await(absl::Condition(&pending->done));
+  changed_.notify_all();
+  // `done` is written by the writer thread under mu_.
+  changed_.wait(mu_, [&pending]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return pending->done; });
   if (!pending->status.ok()) return pending->status;
   return pending->sequence;
 }
@@ -193,17 +195,15 @@ void AuditLog::WriterLoop() {
   while (true) {
     std::deque<std::shared_ptr<Pending>> batch;
     {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](AuditLog* self)
-               ABSL_NO_THREAD_SAFETY_ANALYSIS { return self->stopping_ || !self->queue_.empty(); },
-          this));
+      MutexLock lock(&mu_);
+      changed_.wait(
+          mu_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stopping_ || !queue_.empty(); });
       if (queue_.empty() && stopping_) return;
       batch.swap(queue_);
     }
     absl::Status status = WriteBatch(batch);
 
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (status.ok()) {
       stats_.appended += batch.size();
       stats_.batches += 1;
@@ -220,11 +220,12 @@ void AuditLog::WriterLoop() {
       }
       pending->done = true;
     }
+    changed_.notify_all();
   }
 }
 
 absl::Status AuditLog::WriteBatch(std::deque<std::shared_ptr<Pending>>& batch) {
-  absl::MutexLock write_lock(&write_mu_);
+  MutexLock write_lock(&write_mu_);
   if (!file_.valid()) return absl::UnavailableError("audit log file not open");
   if (file_bytes_ >= options_.max_file_bytes) {
     HOSN_RETURN_IF_ERROR(OpenFileForAppend(file_index_ + 1));
@@ -284,13 +285,13 @@ absl::Status AuditLog::WriteCheckpointLocked() {
   HOSN_RETURN_IF_ERROR(WriteFully(fd.get(), line));
   if (::fdatasync(fd.get()) != 0) return ErrnoError("fdatasync checkpoints");
   last_checkpoint_sequence_ = last_sequence_;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   stats_.checkpoints += 1;
   return absl::OkStatus();
 }
 
 absl::Status AuditLog::Checkpoint() {
-  absl::MutexLock write_lock(&write_mu_);
+  MutexLock write_lock(&write_mu_);
   return WriteCheckpointLocked();
 }
 
@@ -298,11 +299,12 @@ absl::Status AuditLog::Close() {
   if (closed_) return absl::OkStatus();
   closed_ = true;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
+    changed_.notify_all();
   }
   if (writer_.joinable()) writer_.join();
-  absl::MutexLock write_lock(&write_mu_);
+  MutexLock write_lock(&write_mu_);
   absl::Status status = absl::OkStatus();
   if (options_.signer != nullptr && healthy()) status = WriteCheckpointLocked();
   file_.Reset();
@@ -310,12 +312,12 @@ absl::Status AuditLog::Close() {
 }
 
 bool AuditLog::healthy() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return healthy_;
 }
 
 AuditLogStats AuditLog::stats() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return stats_;
 }
 

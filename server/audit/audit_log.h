@@ -25,6 +25,7 @@
 #ifndef HOSN_SERVER_AUDIT_AUDIT_LOG_H_
 #define HOSN_SERVER_AUDIT_AUDIT_LOG_H_
 
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -34,7 +35,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "common/base/sync.h"
 #include "common/base/unique_fd.h"
 #include "hosn/keyd/v1/audit_record.pb.h"
 
@@ -112,8 +113,11 @@ class AuditLog {
 
   const AuditLogOptions options_;
 
-  // Guards the queue and the counters that appenders read.
-  mutable absl::Mutex mu_;
+  // Guards the queue and the counters that appenders read. Never held while
+  // writing to disk. Lock order: write_mu_ before mu_.
+  mutable Mutex mu_ ABSL_ACQUIRED_AFTER(write_mu_);
+  // Signalled when the queue gains an entry, a batch completes, or Close.
+  std::condition_variable_any changed_;
   std::deque<std::shared_ptr<Pending>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool healthy_ ABSL_GUARDED_BY(mu_) = true;
@@ -121,7 +125,7 @@ class AuditLog {
 
   // Held by the writer thread (and Checkpoint) while touching files; never
   // held while waiting for appenders.
-  absl::Mutex write_mu_;
+  Mutex write_mu_;
   UniqueFd file_ ABSL_GUARDED_BY(write_mu_);
   uint64_t file_index_ ABSL_GUARDED_BY(write_mu_) = 0;
   uint64_t file_bytes_ ABSL_GUARDED_BY(write_mu_) = 0;

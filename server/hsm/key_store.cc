@@ -13,6 +13,7 @@
 #include "common/base/absl_compat.h"
 #include "common/base/file_util.h"
 #include "common/base/status_macros.h"
+#include "common/base/sync.h"
 #include "server/hsm/attributes.h"
 #include "server/hsm/ckr.h"
 #include "server/hsm/mechanisms.h"
@@ -20,7 +21,6 @@
 #include "server/hsm/openssl_util.h"
 #include "server/hsm/pkcs11.h"
 #include "server/hsm/session_pool.h"
-#include "server/hsm/sync.h"
 #include "server/hsm/uri.h"
 
 namespace hosn::hsm {

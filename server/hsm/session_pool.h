@@ -37,11 +37,11 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/base/secret_bytes.h"
+#include "common/base/sync.h"
 #include "server/hsm/key_store.h"
 #include "server/hsm/module.h"
 #include "server/hsm/pkcs11.h"
 #include "server/hsm/pool_metrics.h"
-#include "server/hsm/sync.h"
 #include "server/hsm/uri.h"
 
 namespace hosn::hsm {

@@ -1,4 +1,5 @@
-// Mutexes for server/hsm that both Clang's -Wthread-safety and TSan see.
+// Mutexes that both Clang's -Wthread-safety and TSan see. Use these, not
+// absl::Mutex, for state shared between threads.
 //
 // Debian's Abseil is built without ThreadSanitizer, so TSan cannot see the
 // happens-before edges of absl::Mutex and reports races on data that an
@@ -6,8 +7,8 @@
 // pthread rwlock (calls that TSan intercepts) carry the same
 // ABSL_* capability annotations, so the static analysis still checks every
 // guarded member. Same thread-safety as the standard types they wrap.
-#ifndef HOSN_SERVER_HSM_SYNC_H_
-#define HOSN_SERVER_HSM_SYNC_H_
+#ifndef HOSN_COMMON_BASE_SYNC_H_
+#define HOSN_COMMON_BASE_SYNC_H_
 
 #include <pthread.h>
 
@@ -19,7 +20,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
-namespace hosn::hsm {
+namespace hosn {
 
 class ABSL_LOCKABLE Mutex {
  public:
@@ -103,6 +104,6 @@ class ABSL_SCOPED_LOCKABLE ReaderLock {
   SharedMutex* const mu_;
 };
 
-}  // namespace hosn::hsm
+}  // namespace hosn
 
-#endif  // HOSN_SERVER_HSM_SYNC_H_
+#endif  // HOSN_COMMON_BASE_SYNC_H_
