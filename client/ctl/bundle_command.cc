@@ -160,48 +160,9 @@ int ParseThreads(const Flags& flags) {
   return threads;
 }
 
-// A throw-away signer for PackBundle's own signing step: an ephemeral P-256
-// key and a self-signed certificate, made in memory. hosn-keyd must see the
-// exact manifest bytes, which exist only once PackBundle has serialized and
-// written them; PackWithKeyd then replaces this signature with the daemon's
-// before the bundle gets its final name, so it never leaves the staging
-// directory. The manifest itself does not depend on the signer.
-absl::StatusOr<std::unique_ptr<bundle::ManifestSigner>> EphemeralSigner() {
-  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(EVP_EC_gen("P-256"), EVP_PKEY_free);
-  std::unique_ptr<X509, decltype(&X509_free)> cert(X509_new(), X509_free);
-  std::unique_ptr<BIO, decltype(&BIO_free)> key_bio(BIO_new(BIO_s_mem()), BIO_free);
-  std::unique_ptr<BIO, decltype(&BIO_free)> cert_bio(BIO_new(BIO_s_mem()), BIO_free);
-  bool ok = key && cert && key_bio && cert_bio && X509_set_version(cert.get(), X509_VERSION_3) &&
-            ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1) &&
-            X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600) &&
-            X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600);
-  X509_NAME* name = ok ? X509_get_subject_name(cert.get()) : nullptr;
-  ok = ok && name != nullptr &&
-       X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                  reinterpret_cast<const unsigned char*>("hosnctl staging"), -1, -1,
-                                  0) &&
-       X509_set_issuer_name(cert.get(), name) && X509_set_pubkey(cert.get(), key.get()) &&
-       X509_sign(cert.get(), key.get(), EVP_sha256()) > 0 &&
-       PEM_write_bio_PrivateKey(key_bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) ==
-           1 &&
-       PEM_write_bio_X509(cert_bio.get(), cert.get()) == 1;
-  if (!ok) {
-    ERR_clear_error();
-    return absl::InternalError("staging signer: key or certificate generation failed");
-  }
-  char* data = nullptr;
-  long size = BIO_get_mem_data(key_bio.get(), &data);
-  SecretBytes key_pem = SecretBytes::CopyOf(std::string_view(data, static_cast<size_t>(size)));
-  size = BIO_get_mem_data(cert_bio.get(), &data);
-  auto signer =
-      bundle::OpenSslKeySigner::Create(key_pem, std::string(data, static_cast<size_t>(size)));
-  if (!signer.ok()) return signer.status();
-  return std::unique_ptr<bundle::ManifestSigner>(std::move(*signer));
-}
-
-// PackBundle into "<out>.partial-<pid>", then the manifest written there is
-// signed through hosn-keyd, the signature replaced, and the directory renamed
-// to `out` (RENAME_NOREPLACE). On any failure the staging directory is
+// PackBundle into "<out>.partial-<pid>", signing through hosn-keyd (which is
+// sent the exact manifest bytes with the CMS attributes), then the directory
+// is renamed to `out` (RENAME_NOREPLACE). On any failure the staging directory is
 // removed and nothing exists under `out`. AlreadyExists if `out` exists.
 absl::StatusOr<bundle::BundleManifest> PackWithKeyd(const std::string& model_dir,
                                                     const std::string& out, const SecretBytes& dek,
@@ -220,17 +181,8 @@ absl::StatusOr<bundle::BundleManifest> PackWithKeyd(const std::string& model_dir
       if (armed) std::filesystem::remove_all(path, ignored);
     }
   } cleanup{staging};
-  HOSN_ASSIGN_OR_RETURN(std::unique_ptr<bundle::ManifestSigner> staging_signer, EphemeralSigner());
-  auto manifest = bundle::PackBundle(model_dir, staging, dek, options, *staging_signer);
+  auto manifest = bundle::PackBundle(model_dir, staging, dek, options, keyd);
   if (!manifest.ok()) return manifest.status();
-  const std::string manifest_path = absl::StrCat(staging, "/", ToAbsl(bundle::kManifestFileName));
-  const std::string signature_path = absl::StrCat(staging, "/", ToAbsl(bundle::kSignatureFileName));
-  auto bytes = ReadFile(manifest_path, bundle::kMaxManifestBytes);
-  if (!bytes.ok()) return bytes.status();
-  keyd.set_manifest(*bytes);
-  auto signature = bundle::SignManifest(*bytes, keyd);
-  if (!signature.ok()) return signature.status();
-  HOSN_RETURN_IF_ERROR(WriteFileAtomically(signature_path, *signature, 0644));
   if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, out.c_str(), RENAME_NOREPLACE) != 0) {
     if (errno == EEXIST) {
       return bundle::BundleError(absl::StatusCode::kAlreadyExists, "target_exists", out);

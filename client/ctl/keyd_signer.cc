@@ -142,16 +142,14 @@ absl::StatusOr<std::unique_ptr<KeydManifestSigner>> KeydManifestSigner::Create(
   return signer;
 }
 
-absl::StatusOr<std::string> KeydManifestSigner::SignRaw(std::string_view message) {
-  if (!manifest_set_) {
-    return absl::FailedPreconditionError("keyd signer: no manifest set before signing");
-  }
+absl::StatusOr<std::string> KeydManifestSigner::SignRaw(std::string_view manifest_bytes,
+                                                        std::string_view signed_attributes) {
   grpc::ClientContext context;
   SetDeadline(&context, options_.deadline);
   v1::SignManifestRequest request;
-  request.set_manifest(manifest_);
+  request.set_manifest(std::string(manifest_bytes));
   request.set_key_label(options_.key_label);
-  request.set_cms_signed_attributes(std::string(message));
+  request.set_cms_signed_attributes(std::string(signed_attributes));
   v1::SignManifestResponse response;
   grpc::Status status = connection_->stub->SignManifest(&context, request, &response);
   if (!status.ok()) return FromGrpc(options_.address, "SignManifest", status);

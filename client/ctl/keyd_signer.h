@@ -3,16 +3,16 @@
 // SAN hosn://signer/<name>), fetches the signing certificate chain once with
 // GetSigningCertificates, and signs the CMS signed attributes that
 // common/bundle builds with SignManifest. The daemon refuses attributes whose
-// messageDigest is not SHA-256 of the manifest it is sent, so the signer must
-// be told the exact manifest bytes (set_manifest) before SignRaw runs.
+// messageDigest is not SHA-256 of the manifest it is sent, so SignRaw sends
+// the exact manifest bytes beside the attributes.
 //
 // Every RPC carries a deadline. Errors name the daemon address, the RPC and
 // the gRPC status; they carry the payload kKeydErrorPayload so that callers
 // can tell daemon errors from local ones (IsKeydError). No key material or
 // file content ever appears in an error.
 //
-// Thread-compatible: set_manifest and SignRaw must not race. The channel is
-// owned by the signer.
+// Thread-compatible: one caller at a time. The channel is owned by the
+// signer.
 #ifndef HOSN_CLIENT_CTL_KEYD_SIGNER_H_
 #define HOSN_CLIENT_CTL_KEYD_SIGNER_H_
 
@@ -56,19 +56,14 @@ class KeydManifestSigner : public bundle::ManifestSigner {
       const KeydSignerOptions& options);
   ~KeydManifestSigner() override;
 
-  // The exact manifest bytes the next SignRaw signs attributes for.
-  void set_manifest(std::string manifest) {
-    manifest_ = std::move(manifest);
-    manifest_set_ = true;
-  }
-
   bundle::SignatureAlgorithm algorithm() const override { return algorithm_; }
   std::string CertificateChainPem() const override { return chain_pem_; }
-  // Calls SignManifest with the manifest and `message` as the CMS signed
-  // attributes; returns raw r||s for ECDSA. FailedPrecondition if no
-  // manifest was set; daemon errors as in Create; Internal for a malformed
+  // Calls SignManifest with `manifest_bytes` and `signed_attributes`;
+  // returns raw r||s for ECDSA. Daemon errors as in Create (InvalidArgument
+  // when the attributes do not match the manifest); Internal for a malformed
   // signature or a different algorithm than announced.
-  absl::StatusOr<std::string> SignRaw(std::string_view message) override;
+  absl::StatusOr<std::string> SignRaw(std::string_view manifest_bytes,
+                                      std::string_view signed_attributes) override;
 
  private:
   struct Connection;
@@ -78,8 +73,6 @@ class KeydManifestSigner : public bundle::ManifestSigner {
   KeydSignerOptions options_;
   bundle::SignatureAlgorithm algorithm_ = bundle::SignatureAlgorithm::kEcdsaSha256;
   std::string chain_pem_;
-  std::string manifest_;
-  bool manifest_set_ = false;
 };
 
 }  // namespace hosn::ctl

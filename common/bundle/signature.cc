@@ -106,7 +106,8 @@ absl::StatusOr<std::unique_ptr<OpenSslKeySigner>> OpenSslKeySigner::Create(
   return signer;
 }
 
-absl::StatusOr<std::string> OpenSslKeySigner::SignRaw(std::string_view message) {
+absl::StatusOr<std::string> OpenSslKeySigner::SignRaw(std::string_view /*manifest_bytes*/,
+                                                      std::string_view message) {
   MdCtxPtr ctx(EVP_MD_CTX_new());
   size_t len = 0;
   if (!ctx ||
@@ -219,7 +220,7 @@ absl::StatusOr<std::string> SignManifest(std::string_view manifest_bytes, Manife
   OPENSSL_free(to_sign);
 
   // 5. The raw signature from the signer, in the encoding CMS expects.
-  HOSN_ASSIGN_OR_RETURN(std::string raw, signer.SignRaw(message));
+  HOSN_ASSIGN_OR_RETURN(std::string raw, signer.SignRaw(manifest_bytes, message));
   std::string encoded = raw;
   if (signer.algorithm() == SignatureAlgorithm::kEcdsaSha256) {
     HOSN_ASSIGN_OR_RETURN(encoded, EcdsaRawToDer(raw));

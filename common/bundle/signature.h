@@ -44,9 +44,14 @@ class ManifestSigner {
   virtual SignatureAlgorithm algorithm() const = 0;
   // PEM: the signer certificate first, then any intermediates to embed.
   virtual std::string CertificateChainPem() const = 0;
-  // Signs `message` with SHA-256 as the digest, in the form algorithm()
-  // names. Errors are passed through to the caller of SignManifest.
-  virtual absl::StatusOr<std::string> SignRaw(std::string_view message) = 0;
+  // Signs `signed_attributes` (the DER the CMS code built over
+  // `manifest_bytes`) with SHA-256 as the digest, in the form algorithm()
+  // names. A signer that cannot trust its caller (a daemon holding the key)
+  // checks the attributes against `manifest_bytes` before signing; a local
+  // key may ignore them. Errors are passed through to the caller of
+  // SignManifest.
+  virtual absl::StatusOr<std::string> SignRaw(std::string_view manifest_bytes,
+                                              std::string_view signed_attributes) = 0;
 };
 
 // A signer whose key is an OpenSSL private key (tests, development).
@@ -60,7 +65,8 @@ class OpenSslKeySigner : public ManifestSigner {
 
   SignatureAlgorithm algorithm() const override { return algorithm_; }
   std::string CertificateChainPem() const override { return chain_pem_; }
-  absl::StatusOr<std::string> SignRaw(std::string_view message) override;
+  absl::StatusOr<std::string> SignRaw(std::string_view manifest_bytes,
+                                      std::string_view signed_attributes) override;
 
  private:
   OpenSslKeySigner() = default;

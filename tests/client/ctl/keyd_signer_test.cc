@@ -45,21 +45,11 @@ TEST_F(KeydManifestSignerTest, SignsCmsThatVerifies) {
   EXPECT_EQ((*signer)->algorithm(), bundle::SignatureAlgorithm::kEcdsaSha256);
   EXPECT_EQ((*signer)->CertificateChainPem(), ReadFileOrDie(pki_ + "/hsm-signer.pem"));
   const std::string manifest = "{\"format_version\": 1}\n";
-  (*signer)->set_manifest(manifest);
   auto cms = bundle::SignManifest(manifest, **signer);
   ASSERT_THAT(cms, IsOk());
   bundle::TrustOptions trust{ReadFileOrDie(pki_ + "/ca.pem"), std::nullopt};
   EXPECT_THAT(bundle::VerifyManifestSignature(manifest, *cms, trust), IsOk());
   EXPECT_FALSE(bundle::VerifyManifestSignature(manifest + " ", *cms, trust).ok());
-}
-
-// SignRaw before set_manifest fails locally with FailedPrecondition.
-TEST_F(KeydManifestSignerTest, SignRawWithoutManifestFails) {
-  auto signer = KeydManifestSigner::Create(Options("signer"));
-  ASSERT_THAT(signer, IsOk());
-  auto raw = (*signer)->SignRaw("attributes");
-  EXPECT_EQ(raw.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_FALSE(IsKeydError(raw.status()));
 }
 
 // Attributes for other bytes than the manifest sent are refused by the
@@ -68,8 +58,26 @@ TEST_F(KeydManifestSignerTest, SignRawWithoutManifestFails) {
 TEST_F(KeydManifestSignerTest, DaemonRefusesAttributesForAnotherManifest) {
   auto signer = KeydManifestSigner::Create(Options("signer"));
   ASSERT_THAT(signer, IsOk());
-  (*signer)->set_manifest("manifest A");
-  auto cms = bundle::SignManifest("manifest B", **signer);
+  // Attributes that SignManifest built over manifest B, sent with manifest A.
+  class Capture : public bundle::ManifestSigner {
+   public:
+    explicit Capture(std::string chain) : chain_(std::move(chain)) {}
+    bundle::SignatureAlgorithm algorithm() const override {
+      return bundle::SignatureAlgorithm::kEcdsaSha256;
+    }
+    std::string CertificateChainPem() const override { return chain_; }
+    absl::StatusOr<std::string> SignRaw(std::string_view, std::string_view attrs) override {
+      attributes = std::string(attrs);
+      return absl::InternalError("captured");
+    }
+    std::string attributes;
+
+   private:
+    std::string chain_;
+  } capture((*signer)->CertificateChainPem());
+  ASSERT_FALSE(bundle::SignManifest("manifest B", capture).ok());
+  ASSERT_FALSE(capture.attributes.empty());
+  auto cms = (*signer)->SignRaw("manifest A", capture.attributes);
   EXPECT_EQ(cms.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(IsKeydError(cms.status()));
   EXPECT_THAT(cms.status().message(), HasSubstr(absl::StrCat("hosn-keyd at ", Address(),

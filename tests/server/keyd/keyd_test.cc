@@ -200,17 +200,18 @@ TEST_F(KeydTest, SignsManifestVerifiableWithReturnedChain) {
 // builds the signed attributes, the daemon checks and signs them.
 class DaemonSigner : public bundle::ManifestSigner {
  public:
-  DaemonSigner(v1::SigningService::Stub* stub, std::string manifest, std::string chain_pem)
-      : stub_(stub), manifest_(std::move(manifest)), chain_pem_(std::move(chain_pem)) {}
+  DaemonSigner(v1::SigningService::Stub* stub, std::string chain_pem)
+      : stub_(stub), chain_pem_(std::move(chain_pem)) {}
   bundle::SignatureAlgorithm algorithm() const override {
     return bundle::SignatureAlgorithm::kEcdsaSha256;
   }
   std::string CertificateChainPem() const override { return chain_pem_; }
-  absl::StatusOr<std::string> SignRaw(std::string_view message) override {
+  absl::StatusOr<std::string> SignRaw(std::string_view manifest,
+                                      std::string_view message) override {
     grpc::ClientContext context;
     Deadline(&context);
     v1::SignManifestRequest request;
-    request.set_manifest(manifest_);
+    request.set_manifest(std::string(manifest));
     request.set_cms_signed_attributes(std::string(message));
     v1::SignManifestResponse response;
     grpc::Status status = stub_->SignManifest(&context, request, &response);
@@ -222,7 +223,6 @@ class DaemonSigner : public bundle::ManifestSigner {
 
  private:
   v1::SigningService::Stub* const stub_;
-  const std::string manifest_;
   const std::string chain_pem_;
 };
 
@@ -252,7 +252,7 @@ TEST_F(KeydTest, CmsSignatureThroughDaemonVerifies) {
   }
   ASSERT_EQ(certificates.certificate_chain_size(), 1);
   const std::string manifest = R"({"format_version":1})";
-  DaemonSigner signer(stub.get(), manifest, DerToPem(certificates.certificate_chain(0)));
+  DaemonSigner signer(stub.get(), DerToPem(certificates.certificate_chain(0)));
   HOSN_ASSERT_OK_AND_ASSIGN(std::string cms, bundle::SignManifest(manifest, signer));
 
   bundle::TrustOptions trust;
@@ -274,7 +274,8 @@ TEST_F(KeydTest, CmsAttributesForAnotherManifestAreRefused) {
       return bundle::SignatureAlgorithm::kEcdsaSha256;
     }
     std::string CertificateChainPem() const override { return chain_; }
-    absl::StatusOr<std::string> SignRaw(std::string_view message) override {
+    absl::StatusOr<std::string> SignRaw(std::string_view /*manifest*/,
+                                        std::string_view message) override {
       attributes = std::string(message);
       return absl::InternalError("captured");
     }
