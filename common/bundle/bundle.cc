@@ -118,6 +118,17 @@ absl::StatusOr<std::string> ReadAllBeneath(int root, std::string_view rel, size_
   return out;
 }
 
+// A directory stream over `dir_fd` with its own read position. Never
+// fdopendir a dup of `dir_fd`: a duplicate shares the file offset, so a
+// second listing of the same directory would silently see no entries.
+DIR* OpenDirStream(int dir_fd) {
+  const int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  DIR* dir = ::fdopendir(fd);
+  if (dir == nullptr) ::close(fd);
+  return dir;
+}
+
 // Every regular file below `dir_fd`, as "/"-joined paths relative to it.
 // Symlinks and special files are refused (special_file); so are empty
 // directories when `refuse_empty_dirs` (file_unlisted).
@@ -125,12 +136,8 @@ absl::Status ListTree(int dir_fd, const std::string& prefix, bool refuse_empty_d
                       std::vector<std::pair<std::string, uint64_t>>* files, int depth) {
   if (depth > kMaxDepth)
     return BundleError(absl::StatusCode::kInvalidArgument, "path_too_long", prefix);
-  int dup_fd = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
-  DIR* dir = dup_fd < 0 ? nullptr : ::fdopendir(dup_fd);
-  if (dir == nullptr) {
-    if (dup_fd >= 0) ::close(dup_fd);
-    return IoError("opendir", prefix, errno);
-  }
+  DIR* dir = OpenDirStream(dir_fd);
+  if (dir == nullptr) return IoError("opendir", prefix, errno);
   std::unique_ptr<DIR, int (*)(DIR*)> closer(dir, ::closedir);
   bool empty = true;
   while (struct dirent* entry = ::readdir(dir)) {
@@ -163,12 +170,8 @@ absl::Status ListTree(int dir_fd, const std::string& prefix, bool refuse_empty_d
 // used on failure paths, where the first error is what the caller reports.
 void RemoveContents(int dir_fd, int depth = 0) {
   if (depth > kMaxDepth) return;
-  int dup_fd = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
-  DIR* dir = dup_fd < 0 ? nullptr : ::fdopendir(dup_fd);
-  if (dir == nullptr) {
-    if (dup_fd >= 0) ::close(dup_fd);
-    return;
-  }
+  DIR* dir = OpenDirStream(dir_fd);
+  if (dir == nullptr) return;
   std::vector<std::string> names;
   while (struct dirent* entry = ::readdir(dir)) {
     std::string name = entry->d_name;
@@ -381,8 +384,7 @@ absl::StatusOr<VerifiedBundle> VerifyBundle(const std::string& bundle_dir,
   // 2. The top level holds exactly the manifest, its signature and data/.
   std::vector<std::pair<std::string, uint64_t>> top;
   {
-    int dup_fd = ::fcntl(root.get(), F_DUPFD_CLOEXEC, 0);
-    DIR* dir = dup_fd < 0 ? nullptr : ::fdopendir(dup_fd);
+    DIR* dir = OpenDirStream(root.get());
     if (dir == nullptr) return IoError("opendir", bundle_dir, errno);
     while (struct dirent* entry = ::readdir(dir)) {
       std::string name = entry->d_name;
@@ -484,8 +486,7 @@ absl::Status DecryptBundle(const VerifiedBundle& bundle, const SecretBytes& dek,
     // before these hold: its contents are not ours.
     struct stat st;
     if (::fstat(root.get(), &st) != 0) return IoError("stat", target_dir, errno);
-    int dup_fd = ::fcntl(root.get(), F_DUPFD_CLOEXEC, 0);
-    DIR* dir = dup_fd < 0 ? nullptr : ::fdopendir(dup_fd);
+    DIR* dir = OpenDirStream(root.get());
     if (dir == nullptr) return IoError("opendir", target_dir, errno);
     bool empty = true;
     while (struct dirent* entry = ::readdir(dir)) {

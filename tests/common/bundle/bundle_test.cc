@@ -321,6 +321,36 @@ TEST_F(BundleTest, DecryptRefusesTamperingAfterVerify) {
   }
 }
 
+// A failed decrypt into a prepared mount (an empty private directory the
+// agent made) empties it again: no decrypted byte stays in tmpfs, usage
+// returns to its former value, and the mount can be used for a good bundle.
+TEST_F(BundleTest, FailedDecryptEmptiesPreparedTarget) {
+  const std::string shard = "/data/model-00002-of-00002.safetensors";
+  std::string bundle = Pack();
+  auto verified = VerifyBundle(bundle, Trust());
+  ASSERT_THAT(verified, IsOk());
+  std::string s = testing::ReadFileOrDie(bundle + shard);
+  s[s.size() - kTagSize - 1] ^= 1;
+  testing::WriteFileOrDie(bundle + shard, s);
+
+  ShmDir shm;
+  const std::string target = shm.Join("prepared");
+  fs::create_directories(target);
+  ::chmod(target.c_str(), 0700);
+  const uint64_t before = FreeBlocks(shm.path());
+  DecryptOptions options;
+  options.threads = 1;  // the first file completes before the tampered one fails
+  absl::Status status = DecryptBundle(*verified, testing::TestDek(), target, options);
+  EXPECT_EQ(BundleErrorName(status), "segment_auth_failed") << status;
+  ASSERT_TRUE(fs::exists(target));
+  EXPECT_TRUE(fs::is_empty(target));
+  EXPECT_EQ(FreeBlocks(shm.path()), before);
+
+  auto good = VerifyBundle(Pack(), Trust());
+  ASSERT_THAT(good, IsOk());
+  EXPECT_THAT(DecryptBundle(*good, testing::TestDek(), target, {}), IsOk());
+}
+
 // A wrong DEK fails and leaves nothing behind.
 TEST_F(BundleTest, RefusesWrongDek) {
   auto verified = VerifyBundle(Pack(), Trust());
