@@ -261,18 +261,19 @@ absl::StatusOr<v1::SignManifestResponse> HsmBackend::SignManifest(
   if (!request.key_label().empty() && request.key_label() != config_.signing_key_label()) {
     return absl::InvalidArgumentError("key_label: only the configured signing key");
   }
-  // With CMS signed attributes, sign those, but only for this manifest.
-  const std::string manifest_sha256 = Sha256(request.manifest());
-  const bool cms = !request.cms_signed_attributes().empty();
-  if (cms) {
-    HOSN_RETURN_IF_ERROR(CheckCmsMessageDigest(request.cms_signed_attributes(), manifest_sha256));
+  // Sign only CMS signed attributes, and only for this manifest. Signing the
+  // request's bytes as they are would make the manifest key an oracle for
+  // any data, including attributes that name another manifest's digest.
+  if (request.cms_signed_attributes().empty()) {
+    return absl::InvalidArgumentError("cms_signed_attributes: required");
   }
+  const std::string manifest_sha256 = Sha256(request.manifest());
+  HOSN_RETURN_IF_ERROR(CheckCmsMessageDigest(request.cms_signed_attributes(), manifest_sha256));
   HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, Store());
   const hsm::KeyRef key{hsm::KeyClass::kPrivateKey, hsm::KeyType::kEc, config_.signing_key_label(),
                         std::nullopt};
   HOSN_ASSIGN_OR_RETURN(std::string signature,
-                        store->Sign(key, kSignatureAlgorithm,
-                                    cms ? request.cms_signed_attributes() : request.manifest(),
+                        store->Sign(key, kSignatureAlgorithm, request.cms_signed_attributes(),
                                     hsm::SignatureFormat::kDer));
   v1::SignManifestResponse response;
   response.set_signature(std::move(signature));

@@ -22,6 +22,7 @@
 #include "hosn/keyd/v1/signing.grpc.pb.h"
 #include "server/hsm/key_store.h"
 #include "tests/server/api/test_pki.h"
+#include "tests/server/keyd/cms_attributes.h"
 #include "tests/testing/keyd_process.h"
 #include "tests/testing/softhsm_token.h"
 #include "tests/testing/status_matchers.h"
@@ -129,6 +130,8 @@ TEST(KeydLoad, SignManifestAtConcurrency1_8_64) {
     stubs.push_back(v1::SigningService::NewStub(pki.Channel(keyd.grpc_port(), "signer")));
   }
   const std::string manifest(2048, 'm');
+  const std::string attributes = hosn::testing::CmsAttributesFor(
+      manifest, hosn::testing::ReadTestFile(pki.Cert("hsm-signer")));
 
   std::vector<Result> results;
   for (int concurrency : {1, 8, 64}) {
@@ -144,6 +147,7 @@ TEST(KeydLoad, SignManifestAtConcurrency1_8_64) {
       threads.emplace_back([&, t] {
         v1::SignManifestRequest request;
         request.set_manifest(manifest);
+        request.set_cms_signed_attributes(attributes);
         while (!stop.load(std::memory_order_relaxed)) {
           grpc::ClientContext context;
           context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));

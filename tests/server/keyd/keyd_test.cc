@@ -31,6 +31,7 @@
 #include "server/hsm/key_store.h"
 #include "tests/server/api/grpc_test_util.h"
 #include "tests/server/api/test_pki.h"
+#include "tests/server/keyd/cms_attributes.h"
 #include "tests/testing/keyd_process.h"
 #include "tests/testing/softhsm_token.h"
 #include "tests/testing/status_matchers.h"
@@ -147,6 +148,8 @@ logging { level: "info" format: "json" }
     Deadline(&context);
     v1::SignManifestRequest request;
     request.set_manifest(manifest);
+    request.set_cms_signed_attributes(hosn::testing::CmsAttributesFor(
+        manifest, hosn::testing::ReadTestFile(pki_.Cert("hsm-signer"))));
     return stub->SignManifest(&context, request, response);
   }
 
@@ -167,7 +170,8 @@ logging { level: "info" format: "json" }
   std::unique_ptr<SoftHsmToken> token_;
 };
 
-// Signs manifest bytes in the HSM; the signature verifies under the returned certificate.
+// Signs the CMS attributes of a manifest in the HSM; the signature verifies
+// under the returned certificate.
 TEST_F(KeydTest, SignsManifestVerifiableWithReturnedChain) {
   auto keyd = StartKeyd(WriteConfig("hosn-keyd"));
   ASSERT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(10))) << keyd->Log();
@@ -179,6 +183,9 @@ TEST_F(KeydTest, SignsManifestVerifiableWithReturnedChain) {
   EXPECT_EQ(response.signature_algorithm(), v1::SIGNATURE_ALGORITHM_ECDSA_P256_SHA256);
   EXPECT_EQ(response.key_label(), "hosn-signer");
   ASSERT_EQ(response.certificate_chain_size(), 1);
+  const std::string attributes = hosn::testing::CmsAttributesFor(
+      manifest, hosn::testing::ReadTestFile(pki_.Cert("hsm-signer")));
+  ASSERT_FALSE(attributes.empty());
 
   const unsigned char* der =
       reinterpret_cast<const unsigned char*>(response.certificate_chain(0).data());
@@ -192,8 +199,25 @@ TEST_F(KeydTest, SignsManifestVerifiableWithReturnedChain) {
   EXPECT_EQ(EVP_DigestVerify(
                 ctx.get(), reinterpret_cast<const unsigned char*>(response.signature().data()),
                 response.signature().size(),
-                reinterpret_cast<const unsigned char*>(manifest.data()), manifest.size()),
+                reinterpret_cast<const unsigned char*>(attributes.data()), attributes.size()),
             1);
+}
+
+// Without CMS signed attributes nothing is signed: the daemon never signs the
+// request's bytes as they are.
+TEST_F(KeydTest, RawSigningRefused) {
+  auto keyd = StartKeyd(WriteConfig("hosn-keyd"));
+  ASSERT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(10))) << keyd->Log();
+  auto stub = v1::SigningService::NewStub(pki_.Channel(keyd->grpc_port(), "signer"));
+  grpc::ClientContext context;
+  Deadline(&context);
+  v1::SignManifestRequest request;
+  request.set_manifest("any bytes at all");
+  v1::SignManifestResponse response;
+  grpc::Status status = stub->SignManifest(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("cms_signed_attributes"));
+  EXPECT_TRUE(response.signature().empty());
 }
 
 // A ManifestSigner whose key is the daemon's: the CMS code of common/bundle
@@ -267,31 +291,15 @@ TEST_F(KeydTest, CmsAttributesForAnotherManifestAreRefused) {
   ASSERT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(10)));
   auto stub = v1::SigningService::NewStub(pki_.Channel(keyd->grpc_port(), "signer"));
   // Capture the attributes the CMS code builds for manifest A...
-  class Capture : public bundle::ManifestSigner {
-   public:
-    explicit Capture(std::string chain) : chain_(std::move(chain)) {}
-    bundle::SignatureAlgorithm algorithm() const override {
-      return bundle::SignatureAlgorithm::kEcdsaSha256;
-    }
-    std::string CertificateChainPem() const override { return chain_; }
-    absl::StatusOr<std::string> SignRaw(std::string_view /*manifest*/,
-                                        std::string_view message) override {
-      attributes = std::string(message);
-      return absl::InternalError("captured");
-    }
-    std::string attributes;
-
-   private:
-    std::string chain_;
-  } capture(hosn::testing::ReadTestFile(pki_.Cert("hsm-signer")));
+  hosn::testing::CmsAttributeCapture capture(hosn::testing::ReadTestFile(pki_.Cert("hsm-signer")));
   EXPECT_FALSE(bundle::SignManifest("manifest A", capture).ok());
-  ASSERT_FALSE(capture.attributes.empty());
+  ASSERT_FALSE(capture.attributes().empty());
   // ...and send them with manifest B.
   grpc::ClientContext context;
   Deadline(&context);
   v1::SignManifestRequest request;
   request.set_manifest("manifest B");
-  request.set_cms_signed_attributes(capture.attributes);
+  request.set_cms_signed_attributes(capture.attributes());
   v1::SignManifestResponse response;
   grpc::Status status = stub->SignManifest(&context, request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
