@@ -104,9 +104,13 @@ absl::StatusOr<SecretBytes> ReadSecretFile(const std::string& path) {
   if (!S_ISREG(st.st_mode)) {
     return absl::InvalidArgumentError(absl::StrCat("secret is not a regular file: ", path));
   }
-  if ((st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("secret file is accessible by other users (chmod o-rw): ", path));
+  // Other users may neither read nor write it, and its group may not write
+  // it (a writer could swap the key). Group read stays allowed for the
+  // Debian convention of keys readable by a service group (ssl-cert).
+  if ((st.st_mode & (S_IRWXO | S_IWGRP)) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "secret file is accessible by other users or writable by its group (chmod g-w,o-rwx): ",
+        path));
   }
   if (static_cast<uint64_t>(st.st_size) > kMaxSecretBytes) {
     return absl::OutOfRangeError(absl::StrCat("secret file too large: ", path));

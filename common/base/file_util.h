@@ -32,8 +32,8 @@ absl::Status WriteFileAtomically(const std::string& path, std::string_view conte
                                  mode_t mode = 0644);
 
 // Reads a secret (a PIN, a key) from `path`, at most 4096 bytes, with one
-// trailing "\n" or "\r\n" removed. FailedPrecondition if the file is readable
-// or writable by "other" users. The secret never appears in an error message.
+// trailing "\n" or "\r\n" removed. FailedPrecondition if "other" users have
+// any access to it or its group may write it. The secret never appears in an error message.
 absl::StatusOr<SecretBytes> ReadSecretFile(const std::string& path);
 
 // Resolves a secret reference of the form "file:/path" or

@@ -65,6 +65,14 @@ TEST(FileUtil, SecretFileRules) {
   auto refused = ReadSecretFile(pin);
   EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("other users")));
   EXPECT_THAT(std::string(refused.status().message()), Not(HasSubstr("s3cret")));
+
+  // Group-writable: another member could swap the secret.
+  HOSN_ASSERT_OK(WriteFileAtomically(pin, "s3cret-pin\n", 0620));
+  EXPECT_THAT(ReadSecretFile(pin),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("writable by its group")));
+  // Group-readable (a service group's key) is accepted.
+  HOSN_ASSERT_OK(WriteFileAtomically(pin, "s3cret-pin\n", 0640));
+  HOSN_EXPECT_OK(ReadSecretFile(pin));
 }
 
 // Secret references: file: and credential: work; an inline value is refused.
