@@ -34,6 +34,10 @@ absl::Status ValidateBootPolicy(const BootPolicy& policy) {
     }
   }
   for (const PcrReferenceSet& set : policy.reference_sets) {
+    // An empty set would match every boot: fail closed.
+    if (set.pcrs.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("reference set ", set.name, " names no pcr"));
+    }
     for (const auto& [pcr, value] : set.pcrs) {
       if (!Contains(policy.required_pcrs, pcr)) {
         return absl::InvalidArgumentError(

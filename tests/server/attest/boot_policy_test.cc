@@ -126,6 +126,10 @@ TEST(BootPolicy, InvalidPoliciesRejected) {
   unquoted_log.event_log_pcrs = {0, 14};
   EXPECT_THAT(ValidateBootPolicy(unquoted_log),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pcr 14")));
+  BootPolicy empty_set = GoldenPolicy(0x11);
+  empty_set.reference_sets.front().pcrs.clear();
+  EXPECT_THAT(ValidateBootPolicy(empty_set),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("names no pcr")));
   EXPECT_THAT(ValidateBootPolicy(GoldenPolicy(0x11)), IsOk());
 }
 
