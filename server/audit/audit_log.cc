@@ -199,7 +199,15 @@ void AuditLog::WriterLoop() {
       changed_.wait(
           mu_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stopping_ || !queue_.empty(); });
       if (queue_.empty() && stopping_) return;
-      batch.swap(queue_);
+      // A batch never spans more than one checkpoint interval, so no more
+      // than twice the interval goes unsigned (what the verifier enforces).
+      const size_t limit = options_.checkpoint_interval > 0
+                               ? static_cast<size_t>(options_.checkpoint_interval)
+                               : queue_.size();
+      while (!queue_.empty() && batch.size() < limit) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
     }
     absl::Status status = WriteBatch(batch);
 

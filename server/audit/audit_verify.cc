@@ -1,5 +1,6 @@
 #include "server/audit/audit_verify.h"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string_view>
@@ -51,12 +52,17 @@ std::string FindingKindName(FindingKind kind) {
       return "bad checkpoint signature";
     case FindingKind::kReplicaMismatch:
       return "replica mismatch";
+    case FindingKind::kMissingCheckpoint:
+      return "missing checkpoint";
+    case FindingKind::kAnchorMismatch:
+      return "anchor mismatch";
   }
   return "unknown";
 }
 
 VerifyReport VerifyAuditLog(const std::vector<std::string>& log_files,
-                            const std::string& checkpoints, EVP_PKEY* signer_key) {
+                            const std::string& checkpoints, EVP_PKEY* signer_key,
+                            const VerifyOptions& options) {
   VerifyReport report;
   auto add = [&report](FindingKind kind, uint64_t sequence, std::string message) {
     report.findings.push_back({kind, sequence, std::move(message)});
@@ -118,6 +124,7 @@ VerifyReport VerifyAuditLog(const std::vector<std::string>& log_files,
 
   // 2. Every checkpoint must be signed by the signer and name the same head
   // as the log at its sequence.
+  std::vector<uint64_t> anchored;
   std::string_view rest = checkpoints;
   while (!rest.empty()) {
     const size_t newline = rest.find('\n');
@@ -152,6 +159,41 @@ VerifyReport VerifyAuditLog(const std::vector<std::string>& log_files,
       add(FindingKind::kCheckpointMismatch, sequence,
           absl::StrCat("entry ", sequence,
                        " differs from the signed checkpoint (the log up to it was rewritten)"));
+    } else {
+      anchored.push_back(sequence);
+      if (sequence >= report.last_checkpoint_sequence) {
+        report.last_checkpoint_sequence = sequence;
+        report.last_checkpoint_head = it->second;
+      }
+    }
+  }
+
+  // 3. No stretch of entries may go without a checkpoint for longer than the
+  // writer allows: deleted checkpoint lines would otherwise hide a rewrite.
+  report.unanchored_entries = report.last_sequence - report.last_checkpoint_sequence;
+  if (options.checkpoint_interval > 0) {
+    const uint64_t max_gap = 2 * options.checkpoint_interval;
+    std::sort(anchored.begin(), anchored.end());
+    anchored.push_back(report.last_sequence);
+    uint64_t previous = 0;
+    for (uint64_t sequence : anchored) {
+      if (sequence > previous + max_gap) {
+        add(FindingKind::kMissingCheckpoint, previous + 1,
+            absl::StrCat("no signed checkpoint covers entries ", previous + 1, " to ", sequence,
+                         " (the writer checkpoints at least every ", max_gap, ")"));
+      }
+      previous = std::max(previous, sequence);
+    }
+  }
+
+  // 4. A checkpoint the auditor obtained from the daemon itself.
+  if (options.anchor.has_value()) {
+    auto it = hash_by_sequence.find(options.anchor->sequence);
+    if (it == hash_by_sequence.end() || it->second != options.anchor->head_sha256) {
+      add(FindingKind::kAnchorMismatch, options.anchor->sequence,
+          absl::StrCat(
+              "the daemon's checkpoint at entry ", options.anchor->sequence,
+              it == hash_by_sequence.end() ? " is beyond the log's end" : " names another entry"));
     }
   }
 

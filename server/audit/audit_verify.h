@@ -12,7 +12,13 @@
 //   - checkpoint mismatch: a signed checkpoint's head differs from the log's
 //                     entry at that sequence (rewritten and relinked)
 //   - truncated:      a signed checkpoint covers entries the log lacks
+//   - missing checkpoint: more entries without a checkpoint than the writer
+//                     ever leaves (checkpoint lines were deleted)
+//   - anchor mismatch: the log disagrees with a checkpoint the auditor got
+//                     from the daemon itself (GetCheckpoint)
 //   - bad checkpoint signature, replica mismatch
+// Entries after the newest checkpoint in the files can be cut off unseen
+// unless the auditor passes an anchor; the report names how many there are.
 // Only a log with no finding other than a torn tail verifies. Stateless and
 // thread-safe.
 #ifndef HOSN_SERVER_AUDIT_AUDIT_VERIFY_H_
@@ -21,6 +27,7 @@
 #include <openssl/evp.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +43,8 @@ enum class FindingKind {
   kTruncated,
   kBadCheckpointSignature,
   kReplicaMismatch,
+  kMissingCheckpoint,
+  kAnchorMismatch,
 };
 
 struct Finding {
@@ -49,7 +58,29 @@ struct VerifyReport {
   uint64_t entries = 0;
   uint64_t last_sequence = 0;
   uint64_t checkpoints_checked = 0;
+  // The newest validly signed checkpoint that matched the log (0 if none),
+  // for comparison with the daemon's current checkpoint.
+  uint64_t last_checkpoint_sequence = 0;
+  std::string last_checkpoint_head;
+  // Entries after that checkpoint: not covered by any signature.
+  uint64_t unanchored_entries = 0;
   std::vector<Finding> findings;
+};
+
+// A checkpoint obtained independently of the exported files.
+struct CheckpointAnchor {
+  uint64_t sequence = 0;
+  std::string head_sha256;
+};
+
+struct VerifyOptions {
+  // The log's checkpoint_interval. The writer never leaves more than twice
+  // this many entries without a checkpoint (a batch is cut at the
+  // interval), so a longer stretch means checkpoint lines were removed.
+  // 0 turns the rule off.
+  uint64_t checkpoint_interval = 0;
+  // If set, the log must hold this entry with this hash.
+  std::optional<CheckpointAnchor> anchor;
 };
 
 // `log_files`: the contents of audit-NNNNNN.jsonl files in order.
@@ -57,7 +88,8 @@ struct VerifyReport {
 // key of the checkpoint signer (from its certificate). At least one
 // checkpoint is required for the log to verify.
 VerifyReport VerifyAuditLog(const std::vector<std::string>& log_files,
-                            const std::string& checkpoints, EVP_PKEY* signer_key);
+                            const std::string& checkpoints, EVP_PKEY* signer_key,
+                            const VerifyOptions& options = {});
 
 // Human-readable finding kind ("chain broken").
 std::string FindingKindName(FindingKind kind);

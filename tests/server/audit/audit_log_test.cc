@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <string>
 #include <thread>
@@ -120,7 +121,23 @@ class AuditLogTest : public ::testing::Test {
       files.push_back(*ReadFile(LogPath(index), 1 << 26));
     }
     auto checkpoints = ReadFile(dir_.Join("audit/checkpoints.jsonl"), 1 << 26);
-    return VerifyAuditLog(files, checkpoints.ok() ? *checkpoints : "", signer_.key());
+    VerifyOptions options;
+    options.checkpoint_interval = 10;
+    return VerifyAuditLog(files, checkpoints.ok() ? *checkpoints : "", signer_.key(), options);
+  }
+
+  // Keeps only the checkpoint lines for which `keep(sequence)` holds.
+  void FilterCheckpoints(const std::function<bool(uint64_t)>& keep) {
+    const std::string path = dir_.Join("audit/checkpoints.jsonl");
+    std::vector<std::string> lines =
+        absl::StrSplit(*ReadFile(path, 1 << 20), '\n', absl::SkipEmpty());
+    std::string kept;
+    for (const std::string& line : lines) {
+      auto checkpoint = ParseCheckpoint(line);
+      ASSERT_TRUE(checkpoint.ok());
+      if (keep(checkpoint->sequence())) kept += line + "\n";
+    }
+    HOSN_ASSERT_OK(WriteFileAtomically(path, kept, 0600));
   }
 
   ScopedTempDir dir_;
@@ -208,6 +225,56 @@ TEST_F(AuditLogTest, EditDetected) {
   EXPECT_THAT(report.findings,
               Contains(::testing::AllOf(Field(&Finding::kind, FindingKind::kCheckpointMismatch),
                                         Field(&Finding::sequence, 30u))));
+}
+
+// A relinked deletion whose later checkpoint lines were deleted too is still
+// caught: 65 entries without a checkpoint is more than the writer leaves.
+TEST_F(AuditLogTest, RelinkPlusDeletedCheckpointsDetected) {
+  WriteEntries(100, Options());
+  std::vector<std::string> lines = Lines();
+  lines.erase(lines.begin() + 39, lines.begin() + 44);
+  std::string previous(kGenesisHash);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    HOSN_ASSERT_OK_AND_ASSIGN(AuditRecord record, ParseRecord(lines[i]));
+    record.set_sequence(i + 1);
+    record.set_previous_sha256(previous);
+    HOSN_ASSERT_OK_AND_ASSIGN(lines[i], SerializeRecord(record));
+    previous = LineHash(lines[i]);
+  }
+  WriteLines(lines);
+  FilterCheckpoints([](uint64_t sequence) { return sequence < 40; });
+  const VerifyReport report = Verify();
+  EXPECT_FALSE(report.verified);
+  EXPECT_THAT(report.findings,
+              Contains(::testing::AllOf(Field(&Finding::kind, FindingKind::kMissingCheckpoint),
+                                        Field(&Finding::sequence, 31u))));
+  EXPECT_EQ(report.last_checkpoint_sequence, 30u);
+  EXPECT_EQ(report.unanchored_entries, 65u);
+}
+
+// Cutting the last entries and the last checkpoint line leaves a log whose
+// files agree; the daemon's own checkpoint, passed as an anchor, catches it,
+// and the report names the entries no signature covers.
+TEST_F(AuditLogTest, TailTruncationCaughtByAnchor) {
+  WriteEntries(100, Options());
+  const std::string head_at_100 = LineHash(Lines().back());
+  std::vector<std::string> lines = Lines();
+  lines.resize(95);
+  WriteLines(lines);
+  FilterCheckpoints([](uint64_t sequence) { return sequence < 100; });
+  const VerifyReport files_only = Verify();
+  EXPECT_TRUE(files_only.verified);
+  EXPECT_EQ(files_only.last_checkpoint_sequence, 90u);
+  EXPECT_EQ(files_only.unanchored_entries, 5u);
+
+  std::vector<std::string> files = {*ReadFile(LogPath(), 1 << 20)};
+  VerifyOptions options;
+  options.checkpoint_interval = 10;
+  options.anchor = CheckpointAnchor{100, head_at_100};
+  const VerifyReport anchored = VerifyAuditLog(
+      files, *ReadFile(dir_.Join("audit/checkpoints.jsonl"), 1 << 20), signer_.key(), options);
+  EXPECT_FALSE(anchored.verified);
+  EXPECT_THAT(anchored.findings, Contains(Field(&Finding::kind, FindingKind::kAnchorMismatch)));
 }
 
 // Swapping two entries is reported as out of order.
