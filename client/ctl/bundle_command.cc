@@ -354,7 +354,7 @@ int Decrypt(const std::vector<std::string>& args, FILE* out, FILE* err) {
   }
   auto trust = ReadTrust(*flags);
   if (!trust.ok()) return ExitFor(trust.status(), err);
-  // TODO(#4): the agent gets the DEK from hosn-keyd's release; the CLI reads
+  // TODO(#6): hosn-agent gets the DEK from hosn-keyd's release; the CLI reads
   // it from a secret reference.
   auto dek = ReadDek(flags->Get("dek"));
   if (!dek.ok()) return ExitFor(dek.status(), err);
