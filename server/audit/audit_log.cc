@@ -64,7 +64,11 @@ absl::Status WriteFully(int fd, std::string_view data) {
 struct AuditLog::Pending {
   AuditRecord record;
   bool done = false;
-  absl::Status status;
+  // Set by the writer on failure. A plain string, not an absl::Status: a
+  // Status shares its payload by a reference count that ThreadSanitizer
+  // cannot see in Debian's uninstrumented Abseil, so the Status is built in
+  // the appending thread instead.
+  std::string error;
   uint64_t sequence = 0;
 };
 
@@ -187,7 +191,7 @@ absl::StatusOr<uint64_t> AuditLog::Append(AuditRecord record) {
   changed_.notify_all();
   // `done` is written by the writer thread under mu_.
   changed_.wait(mu_, [&pending]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return pending->done; });
-  if (!pending->status.ok()) return pending->status;
+  if (!pending->error.empty()) return absl::UnavailableError(pending->error);
   return pending->sequence;
 }
 
@@ -223,8 +227,7 @@ void AuditLog::WriterLoop() {
     }
     for (auto& pending : batch) {
       if (!status.ok()) {
-        pending->status = absl::UnavailableError(
-            absl::StrCat("audit log write failed: ", std::string(status.message())));
+        pending->error = absl::StrCat("audit log write failed: ", std::string(status.message()));
       }
       pending->done = true;
     }
