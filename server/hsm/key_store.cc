@@ -34,6 +34,10 @@ struct KeyStore::Internals {
     return std::find(supported.begin(), supported.end(), mechanism) != supported.end();
   }
 
+  // Serialises find-then-create in GenerateKek and GenerateSigningKey, so two
+  // callers in this process cannot both create a key with one label and id.
+  // hosn-keyd owns the token; no other process creates keys on it.
+  Mutex create_mu;
   Mutex capability_mu;
   absl::flat_hash_map<std::string, absl::Status> capabilities ABSL_GUARDED_BY(capability_mu);
 };
@@ -387,8 +391,8 @@ absl::StatusOr<std::unique_ptr<KeyStore>> KeyStore::Create(const KeyStoreOptions
 absl::StatusOr<KeyRef> KeyStore::GenerateKek(std::string_view label, std::string_view id) {
   KeyRef ref = KeyRef::Kek(std::string(label), std::string(id));
   HOSN_ASSIGN_OR_RETURN(CK_MECHANISM_TYPE keygen, internals_->mechanisms.Get("keygen:aes"));
+  MutexLock create_lock(&internals_->create_mu);
   HOSN_RETURN_IF_ERROR(internals_->pool->Run(OpKind::kGenerate, [&](Session& session) {
-    // TODO(#2): check-then-create; concurrent calls with one label can both create.
     HOSN_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> existing, session.FindAll(ref));
     if (!existing.empty()) {
       return absl::AlreadyExistsError(absl::StrCat("kek already exists: '", ref.label, "'"));
@@ -502,6 +506,7 @@ absl::StatusOr<SigningKey> KeyStore::GenerateSigningKey(std::string_view key_alg
   SigningKey key;
   key.private_key = {KeyClass::kPrivateKey, spec.key_type, std::string(label), std::string(id)};
   key.public_key = {KeyClass::kPublicKey, spec.key_type, std::string(label), std::string(id)};
+  MutexLock create_lock(&internals_->create_mu);
   HOSN_ASSIGN_OR_RETURN(
       key.public_key_der,
       internals_->pool->RunFor<std::string>(
@@ -557,7 +562,6 @@ absl::StatusOr<SigningKey> KeyStore::GenerateSigningKey(std::string_view key_alg
 absl::StatusOr<std::string> KeyStore::Sign(const KeyRef& private_key,
                                            std::string_view signature_algorithm,
                                            std::string_view message, SignatureFormat format) {
-  // TODO(#2): check that an EC key's curve matches the algorithm name.
   HOSN_ASSIGN_OR_RETURN(SignatureSpec spec, SpecFor(signature_algorithm));
   if (private_key.key_class != KeyClass::kPrivateKey || private_key.key_type != spec.key_type) {
     return absl::FailedPreconditionError(
@@ -599,6 +603,16 @@ absl::StatusOr<std::string> KeyStore::Sign(const KeyRef& private_key,
                                                     session.Resolve(private_key));
                               return SignWith(session, &mechanism, key, data, multipart);
                             }));
+  // A raw ECDSA signature is r||s, each half the curve's size: a P-384 key
+  // named for "ecdsa-p256-sha256" (or the reverse) shows here, and its
+  // signature is discarded.
+  if (spec.ecdsa) {
+    const size_t expected = signature_algorithm == "ecdsa-p384-sha384" ? 96 : 64;
+    if (raw.size() != expected) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "key '", private_key.label, "' is on another curve than ", ToAbsl(signature_algorithm)));
+    }
+  }
   if (spec.ecdsa && format == SignatureFormat::kDer) return EcdsaRawToDer(raw);
   return raw;
 }

@@ -109,8 +109,9 @@ void Session::DropCache() {
 }
 
 absl::StatusOr<CK_OBJECT_HANDLE> Session::Resolve(const KeyRef& ref, bool use_cache) {
-  // TODO(#2): keys created or destroyed by another process reach this cache
-  // only when the session is replaced.
+  // The cache is dropped whenever this process creates or destroys a key
+  // (key_epoch). Changes made by another process reach it only when the
+  // session is replaced: hosn-keyd owns its token (docs/hsm.md, "Caching").
   const bool cacheable = use_cache && shared_->cache_handles;
   if (cacheable) {
     const uint64_t epoch = shared_->key_epoch.load(std::memory_order_acquire);

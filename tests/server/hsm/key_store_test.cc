@@ -3,8 +3,10 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "common/base/file_util.h"
 #include "gmock/gmock.h"
@@ -200,6 +202,39 @@ TEST_F(KeyStoreTest, SignRefusesMismatchedKeyType) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("does not fit")));
   EXPECT_THAT(store_->Sign(key.private_key, "md5-rsa", "hello"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown")));
+}
+
+// An EC key used with the other curve's algorithm is refused, and no
+// signature comes back.
+TEST_F(KeyStoreTest, SignRefusesWrongCurve) {
+  HOSN_ASSERT_OK_AND_ASSIGN(SigningKey p384, store_->GenerateSigningKey("ec-p384", "p384", "1"));
+  EXPECT_THAT(store_->Sign(p384.private_key, "ecdsa-p256-sha256", "hello"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("another curve")));
+  HOSN_ASSERT_OK_AND_ASSIGN(SigningKey p256, store_->GenerateSigningKey("ec-p256", "p256", "1"));
+  EXPECT_THAT(store_->Sign(p256.private_key, "ecdsa-p384-sha384", "hello"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("another curve")));
+  HOSN_EXPECT_OK(store_->Sign(p256.private_key, "ecdsa-p256-sha256", "hello"));
+}
+
+// Concurrent creations of one KEK label and id make exactly one key.
+TEST_F(KeyStoreTest, ConcurrentGenerateKekCreatesOne) {
+  std::atomic<int> created{0};
+  std::atomic<int> refused{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      auto kek = store_->GenerateKek("race", "\x07");
+      if (kek.ok()) {
+        ++created;
+      } else if (kek.status().code() == absl::StatusCode::kAlreadyExists) {
+        ++refused;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(created.load(), 1);
+  EXPECT_EQ(refused.load(), 3);
+  HOSN_EXPECT_OK(store_->FindKey(KeyRef::Kek("race", "\x07")));
 }
 
 // The private half of a generated signing key cannot be extracted.
