@@ -126,6 +126,22 @@ class AuditLogTest : public ::testing::Test {
     return VerifyAuditLog(files, checkpoints.ok() ? *checkpoints : "", signer_.key(), options);
   }
 
+  // Deletes entries `first`..`last` and relinks the rest as an attacker
+  // without the checkpoint key would: renumbered and rehashed.
+  void DeleteAndRelink(int first, int last) {
+    std::vector<std::string> lines = Lines();
+    lines.erase(lines.begin() + (first - 1), lines.begin() + last);
+    std::string previous(kGenesisHash);
+    for (size_t i = 0; i < lines.size(); ++i) {
+      HOSN_ASSERT_OK_AND_ASSIGN(AuditRecord record, ParseRecord(lines[i]));
+      record.set_sequence(i + 1);
+      record.set_previous_sha256(previous);
+      HOSN_ASSERT_OK_AND_ASSIGN(lines[i], SerializeRecord(record));
+      previous = LineHash(lines[i]);
+    }
+    WriteLines(lines);
+  }
+
   // Keeps only the checkpoint lines for which `keep(sequence)` holds.
   void FilterCheckpoints(const std::function<bool(uint64_t)>& keep) {
     const std::string path = dir_.Join("audit/checkpoints.jsonl");
@@ -170,17 +186,7 @@ TEST_F(AuditLogTest, TruncationDetected) {
 // without the checkpoint key) passes the chain but not the checkpoints.
 TEST_F(AuditLogTest, RelinkedDeletionDetected) {
   WriteEntries(100, Options());
-  std::vector<std::string> lines = Lines();
-  lines.erase(lines.begin() + 39, lines.begin() + 44);
-  std::string previous(kGenesisHash);
-  for (size_t i = 0; i < lines.size(); ++i) {
-    HOSN_ASSERT_OK_AND_ASSIGN(AuditRecord record, ParseRecord(lines[i]));
-    record.set_sequence(i + 1);
-    record.set_previous_sha256(previous);
-    HOSN_ASSERT_OK_AND_ASSIGN(lines[i], SerializeRecord(record));
-    previous = LineHash(lines[i]);
-  }
-  WriteLines(lines);
+  ASSERT_NO_FATAL_FAILURE(DeleteAndRelink(40, 44));
   const VerifyReport report = Verify();
   EXPECT_FALSE(report.verified);
   // The chain itself is consistent again, so what catches it is the first
@@ -231,17 +237,7 @@ TEST_F(AuditLogTest, EditDetected) {
 // caught: 65 entries without a checkpoint is more than the writer leaves.
 TEST_F(AuditLogTest, RelinkPlusDeletedCheckpointsDetected) {
   WriteEntries(100, Options());
-  std::vector<std::string> lines = Lines();
-  lines.erase(lines.begin() + 39, lines.begin() + 44);
-  std::string previous(kGenesisHash);
-  for (size_t i = 0; i < lines.size(); ++i) {
-    HOSN_ASSERT_OK_AND_ASSIGN(AuditRecord record, ParseRecord(lines[i]));
-    record.set_sequence(i + 1);
-    record.set_previous_sha256(previous);
-    HOSN_ASSERT_OK_AND_ASSIGN(lines[i], SerializeRecord(record));
-    previous = LineHash(lines[i]);
-  }
-  WriteLines(lines);
+  ASSERT_NO_FATAL_FAILURE(DeleteAndRelink(40, 44));
   FilterCheckpoints([](uint64_t sequence) { return sequence < 40; });
   const VerifyReport report = Verify();
   EXPECT_FALSE(report.verified);
