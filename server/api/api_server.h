@@ -11,7 +11,11 @@
 // Health: the overall status and each service's status are SERVING only
 // while SetServing(true); the daemon flips it with the HSM's reachability.
 //
-// Ownership: the server borrows the backend and the metrics, which must
+// Audit: every decision (signing, key admin, enrollment, policy, release)
+// and every authentication failure is appended to the audit sink before the
+// reply is sent; see audit_sink.h.
+//
+// Ownership: the server borrows the backends and the metrics, which must
 // outlive it. Thread safety: SetServing and Shutdown may be called from any
 // thread; handlers run on gRPC's thread pool.
 #ifndef HOSN_SERVER_API_API_SERVER_H_
@@ -26,8 +30,11 @@
 #include "absl/time/time.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
+#include "server/api/audit_backend.h"
+#include "server/api/audit_sink.h"
 #include "server/api/key_backend.h"
 #include "server/api/metrics.h"
+#include "server/api/release_backend.h"
 
 namespace hosn::api {
 
@@ -38,6 +45,17 @@ struct RpcRecord {
   grpc::StatusCode code;  // what the caller got
   std::string message;    // the status message the caller got
   absl::Duration latency;
+};
+
+// What the services delegate to; borrowed, must outlive the server. `keys` is
+// required. A missing `release` or `audit` makes those RPCs answer
+// UNIMPLEMENTED; a missing `audit_sink` means nothing is audited (tests only:
+// the daemon always has one).
+struct ApiBackends {
+  KeyBackend* keys = nullptr;
+  ReleaseBackend* release = nullptr;
+  AuditBackend* audit = nullptr;
+  AuditSink* audit_sink = nullptr;
 };
 
 struct ApiServerOptions {
@@ -56,7 +74,8 @@ class ApiServer {
   // Builds and starts the server. InvalidArgument on bad options;
   // Unavailable if the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<ApiServer>> Start(const ApiServerOptions& options,
-                                                          KeyBackend* backend, ApiMetrics* metrics);
+                                                          const ApiBackends& backends,
+                                                          ApiMetrics* metrics);
   ~ApiServer();
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;

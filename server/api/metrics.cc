@@ -42,7 +42,16 @@ ApiMetrics::ApiMetrics(std::shared_ptr<prometheus::Registry> registry)
                      .Name("hosn_keyd_hsm_ready")
                      .Help("1 while the HSM token is reachable and logged in, else 0.")
                      .Register(*registry_)
-                     .Add({})) {
+                     .Add({})),
+      denials_(prometheus::BuildCounter()
+                   .Name("hosn_keyd_release_denials_total")
+                   .Help("Attestations refused, by named reason (the node is told only 'denied').")
+                   .Register(*registry_)),
+      audit_failures_(prometheus::BuildCounter()
+                          .Name("hosn_keyd_audit_write_failures_total")
+                          .Help("Audit entries that could not be made durable; the RPC failed.")
+                          .Register(*registry_)
+                          .Add({})) {
   // Create both reload series up front so a dashboard sees zeros, not gaps.
   reloads_.Add({{"result", "ok"}});
   reloads_.Add({{"result", "error"}});
@@ -67,5 +76,11 @@ void ApiMetrics::SetCertificateExpiry(std::string_view certificate, absl::Time n
 }
 
 void ApiMetrics::SetHsmReady(bool ready) { hsm_ready_.Set(ready ? 1 : 0); }
+
+void ApiMetrics::RecordDenial(std::string_view reason) {
+  denials_.Add({{"reason", std::string(reason)}}).Increment();
+}
+
+void ApiMetrics::RecordAuditFailure() { audit_failures_.Increment(); }
 
 }  // namespace hosn::api

@@ -7,6 +7,8 @@
 //   hosn_keyd_certificate_expiry_timestamp_seconds{certificate}  gauge
 //                                                     (server|client_ca)
 //   hosn_keyd_hsm_ready                               gauge (1 ready, 0 not)
+//   hosn_keyd_release_denials_total{reason}           counter (attest denial label)
+//   hosn_keyd_audit_write_failures_total              counter
 //
 // Labels never carry secrets, key labels or peer names: the method is the
 // full gRPC method name and the code its canonical name. The HSM pool's own
@@ -39,6 +41,9 @@ class ApiMetrics {
   // `certificate` is "server" or "client_ca".
   void SetCertificateExpiry(std::string_view certificate, absl::Time not_after);
   void SetHsmReady(bool ready);
+  // `reason` is an attest::DenialReasonLabel ("pcr mismatch").
+  void RecordDenial(std::string_view reason);
+  void RecordAuditFailure();
 
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
 
@@ -50,6 +55,8 @@ class ApiMetrics {
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Family<prometheus::Gauge>& expiry_;
   prometheus::Gauge& hsm_ready_;
+  prometheus::Family<prometheus::Counter>& denials_;
+  prometheus::Counter& audit_failures_;
 };
 
 }  // namespace hosn::api

@@ -204,7 +204,7 @@ int Run(int argc, char** argv) {
          {"ms", absl::StrCat(absl::ToDoubleMilliseconds(rpc.latency))}});
   };
   absl::StatusOr<std::unique_ptr<api::ApiServer>> server =
-      api::ApiServer::Start(options, backend->get(), metrics);
+      api::ApiServer::Start(options, api::ApiBackends{.keys = backend->get()}, metrics);
   if (!server.ok()) {
     Log(LogLevel::kError, "listen_failed",
         {{"address", config.listen_address()}, {"error", StatusText(server.status())}});

@@ -9,7 +9,9 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
@@ -20,6 +22,7 @@
 #include "prometheus/text_serializer.h"
 #include "server/api/grpc_log.h"
 #include "server/api/tls_material.h"
+#include "server/attest/denial.h"
 #include "tests/server/api/grpc_test_util.h"
 #include "tests/server/api/test_pki.h"
 #include "tests/testing/status_matchers.h"
@@ -73,6 +76,61 @@ class FakeBackend : public KeyBackend {
   std::atomic<int> calls{0};
 };
 
+// Keeps what the API layer appends, as the audit log would; `fail` makes
+// every append fail, the fault a full or broken disk produces.
+class RecordingAuditSink : public AuditSink {
+ public:
+  absl::StatusOr<uint64_t> Append(v1::AuditRecord record) override {
+    if (fail) return absl::UnavailableError("disk full");
+    absl::MutexLock lock(&mu);
+    record.set_sequence(records.size() + 1);
+    records.push_back(std::move(record));
+    return records.size();
+  }
+  std::vector<v1::AuditRecord> Records() {
+    absl::MutexLock lock(&mu);
+    return records;
+  }
+  std::atomic<bool> fail{false};
+  absl::Mutex mu;
+  std::vector<v1::AuditRecord> records;
+};
+
+// A release backend whose every release is denied for a named reason.
+class DenyingReleaseBackend : public ReleaseBackend {
+ public:
+  absl::StatusOr<v1::GetChallengeResponse> GetChallenge(const PeerIdentity&,
+                                                        const v1::GetChallengeRequest&) override {
+    return v1::GetChallengeResponse();
+  }
+  absl::StatusOr<v1::ReleaseKeyResponse> ReleaseKey(const PeerIdentity&,
+                                                    const v1::ReleaseKeyRequest&,
+                                                    AuditNote* audit) override {
+    audit->Add("model", "m");
+    return attest::Denied(attest::DenialReason::kPcrMismatch, "pcr 7 mismatch");
+  }
+  absl::StatusOr<v1::BeginEnrollmentResponse> BeginEnrollment(const PeerIdentity&,
+                                                              const v1::BeginEnrollmentRequest&,
+                                                              AuditNote*) override {
+    return absl::UnimplementedError("no");
+  }
+  absl::StatusOr<v1::EnrollNodeResponse> EnrollNode(const PeerIdentity&,
+                                                    const v1::EnrollNodeRequest&,
+                                                    AuditNote*) override {
+    return absl::UnimplementedError("no");
+  }
+  absl::StatusOr<v1::RevokeNodeResponse> RevokeNode(const PeerIdentity&,
+                                                    const v1::RevokeNodeRequest&,
+                                                    AuditNote*) override {
+    return absl::UnimplementedError("no");
+  }
+  absl::StatusOr<v1::SetReleasePolicyResponse> SetReleasePolicy(const PeerIdentity&,
+                                                                const v1::SetReleasePolicyRequest&,
+                                                                AuditNote*) override {
+    return absl::UnimplementedError("no");
+  }
+};
+
 class ApiServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -87,7 +145,9 @@ class ApiServerTest : public ::testing::Test {
     options.listen_address = "127.0.0.1:0";
     options.credentials = watcher_->ServerCredentials(absl::Seconds(1));
     options.max_request_bytes = 64 * 1024;
-    HOSN_ASSERT_OK_AND_ASSIGN(server_, ApiServer::Start(options, &backend_, &metrics_));
+    HOSN_ASSERT_OK_AND_ASSIGN(
+        server_, ApiServer::Start(options, ApiBackends{.keys = &backend_, .audit_sink = &audit_},
+                                  &metrics_));
   }
 
   std::shared_ptr<grpc::Channel> Channel(const std::string& client, const std::string& ca = "ca") {
@@ -136,6 +196,7 @@ class ApiServerTest : public ::testing::Test {
   hosn::testing::ScopedTempDir staging_;
   ApiMetrics metrics_{std::make_shared<prometheus::Registry>()};
   FakeBackend backend_;
+  RecordingAuditSink audit_;
   std::unique_ptr<TlsMaterialWatcher> watcher_;
   std::unique_ptr<ApiServer> server_;
 };
@@ -326,6 +387,81 @@ TEST_F(ApiServerTest, MismatchedReloadKeepsOldPair) {
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   v1::SignManifestResponse response;
   EXPECT_TRUE(Sign("signer", &response).ok());
+}
+
+// A decision is appended to the audit sink with the caller's identity.
+TEST_F(ApiServerTest, SigningIsAudited) {
+  v1::SignManifestResponse response;
+  ASSERT_TRUE(Sign("signer", &response).ok());
+  std::vector<v1::AuditRecord> records = audit_.Records();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].event(), "manifest.sign");
+  EXPECT_EQ(records[0].actor(), "hosn://signer/ci");
+  EXPECT_EQ(records[0].outcome(), "ok");
+}
+
+// Reads that are not decisions leave no entry.
+TEST_F(ApiServerTest, ReadsAreNotAudited) {
+  auto stub = v1::AdminService::NewStub(Channel("operator"));
+  grpc::ClientContext context;
+  Deadline(&context);
+  v1::ListKeysResponse response;
+  ASSERT_TRUE(stub->ListKeys(&context, v1::ListKeysRequest(), &response).ok());
+  EXPECT_TRUE(audit_.Records().empty());
+}
+
+// A wrong role is an audited authentication failure, and no handler runs.
+TEST_F(ApiServerTest, AuthorizationFailureIsAudited) {
+  v1::SignManifestResponse response;
+  EXPECT_EQ(Sign("node-a", &response).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  std::vector<v1::AuditRecord> records = audit_.Records();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].event(), "auth.failure");
+  EXPECT_EQ(records[0].actor(), "hosn://node/a");
+  EXPECT_EQ(records[0].outcome(), "denied");
+  EXPECT_EQ(backend_.calls.load(), 0);
+}
+
+// If the audit entry cannot be made durable the caller gets UNAVAILABLE, not
+// its answer, and the failure is counted.
+TEST_F(ApiServerTest, AuditFailureWithholdsTheAnswer) {
+  audit_.fail = true;
+  v1::SignManifestResponse response;
+  grpc::Status status = Sign("signer", &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), HasSubstr("audit log unavailable"));
+  EXPECT_TRUE(response.signature().empty());
+  EXPECT_EQ(MetricValue("hosn_keyd_audit_write_failures_total"), 1);
+}
+
+// A denied release tells the node only "denied"; the reason goes to the audit
+// entry and to the denial metric's label.
+TEST_F(ApiServerTest, DenialReasonIsAuditedNotTold) {
+  DenyingReleaseBackend release;
+  ApiServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.credentials = watcher_->ServerCredentials(absl::Seconds(1));
+  HOSN_ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<ApiServer> server,
+      ApiServer::Start(options,
+                       ApiBackends{.keys = &backend_, .release = &release, .audit_sink = &audit_},
+                       &metrics_));
+  auto stub = v1::KeyReleaseService::NewStub(pki_.Channel(server->port(), "node-a"));
+  grpc::ClientContext context;
+  Deadline(&context);
+  v1::ReleaseKeyResponse response;
+  grpc::Status status = stub->ReleaseKey(&context, v1::ReleaseKeyRequest(), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(status.error_message(), "denied");
+  std::vector<v1::AuditRecord> records = audit_.Records();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].event(), "key.release");
+  EXPECT_EQ(records[0].outcome(), "denied");
+  EXPECT_EQ(records[0].reason(), "pcr 7 mismatch");
+  EXPECT_EQ(records[0].actor(), "hosn://node/a");
+  ASSERT_EQ(records[0].attributes_size(), 2);
+  EXPECT_EQ(records[0].attributes(1).value(), "m");
+  EXPECT_EQ(MetricValue("hosn_keyd_release_denials_total{reason=\"pcr mismatch\"}"), 1);
 }
 
 }  // namespace
