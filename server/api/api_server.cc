@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/absl_compat.h"
+#include "common/base/call_deadline.h"
 #include "common/base/hex.h"
 #include "common/base/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -55,8 +56,9 @@ class RpcRunner {
       absl::Status allowed_status = Authorize(*identity, method, allowed);
       if (!allowed_status.ok()) return allowed_status;
       authenticated = true;
-      // TODO(#4): pass the client deadline down so HSM waits end with the call.
       if (context->IsCancelled()) return absl::CancelledError("cancelled by the caller");
+      // Waits below (the HSM session pool) end with the caller's deadline.
+      CallDeadlineScope deadline(absl::FromChrono(context->deadline()));
       return fn(*identity);
     }();
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/absl_compat.h"
+#include "common/base/call_deadline.h"
 #include "common/base/status_macros.h"
 #include "server/hsm/ckr.h"
 
@@ -378,7 +379,9 @@ absl::Status SessionPool::Run(OpKind kind, const std::function<absl::Status(Sess
     }
     {
       ReaderLock recovery_lock(&recovery_mu_);
-      absl::StatusOr<std::unique_ptr<Session>> session = Acquire(start + options_.acquire_timeout);
+      // The pool's own bound, or the caller's RPC deadline if that ends first.
+      absl::StatusOr<std::unique_ptr<Session>> session =
+          Acquire(std::min(start + options_.acquire_timeout, CurrentCallDeadline()));
       if (session.ok()) {
         status = fn(**session);
         // A failed PKCS#11 call may leave an operation active on the

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/synchronization/notification.h"
+#include "common/base/call_deadline.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/hsm/key_store.h"
@@ -87,6 +88,53 @@ TEST_F(SessionPoolTest, BusyPoolTimesOutAtDeadline) {
   EXPECT_EQ(metrics.waiters, 0);
   HOSN_ASSERT_OK_AND_ASSIGN(std::string kcv, store_->DekCheckValue(kek_, blob_));
   EXPECT_EQ(Hex(kcv), Hex(expected_kcv_));
+}
+
+// A caller's RPC deadline (CallDeadlineScope) ends the wait before the
+// pool's own, longer timeout; outside the scope the pool's bound applies again.
+TEST_F(SessionPoolTest, CallDeadlineEndsTheWaitEarly) {
+  OpenStore(1, absl::Seconds(30));
+  absl::Notification holding;
+  absl::Notification release;
+  std::thread holder([&] {
+    EXPECT_THAT(store_->WithUnwrappedDek(kek_, blob_,
+                                         [&](const UnwrappedDek&) {
+                                           holding.Notify();
+                                           release.WaitForNotification();
+                                           return absl::OkStatus();
+                                         }),
+                ::hosn::testing::IsOk());
+  });
+  holding.WaitForNotification();
+  const absl::Time start = absl::Now();
+  {
+    CallDeadlineScope deadline(start + absl::Milliseconds(150));
+    EXPECT_THAT(store_->DekCheckValue(kek_, blob_),
+                StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("sessions busy")));
+  }
+  const absl::Duration waited = absl::Now() - start;
+  EXPECT_GE(waited, absl::Milliseconds(140));
+  EXPECT_LT(waited, absl::Seconds(5));
+  EXPECT_EQ(CurrentCallDeadline(), absl::InfiniteFuture());
+  release.Notify();
+  holder.join();
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string kcv, store_->DekCheckValue(kek_, blob_));
+  EXPECT_EQ(Hex(kcv), Hex(expected_kcv_));
+}
+
+// Nested scopes keep the earlier deadline and restore the outer one.
+TEST(CallDeadlineScopeTest, InnerScopeNeverExtends) {
+  const absl::Time now = absl::Now();
+  CallDeadlineScope outer(now + absl::Seconds(1));
+  {
+    CallDeadlineScope inner(now + absl::Seconds(10));
+    EXPECT_EQ(CurrentCallDeadline(), now + absl::Seconds(1));
+  }
+  {
+    CallDeadlineScope inner(now + absl::Milliseconds(10));
+    EXPECT_EQ(CurrentCallDeadline(), now + absl::Milliseconds(10));
+  }
+  EXPECT_EQ(CurrentCallDeadline(), now + absl::Seconds(1));
 }
 
 // Each session-loss return value triggers one recovery and a retry whose
