@@ -5,9 +5,15 @@
 #include <vector>
 
 #include "client/ctl/bundle_command.h"
+#include "client/ctl/node_command.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && (args[0] == "node" || args[0] == "policy")) {
+    const std::string group = args[0];
+    args.erase(args.begin());
+    return group == "node" ? hosn::ctl::RunNodeCommand(args) : hosn::ctl::RunPolicyCommand(args);
+  }
   if (args.empty() || args[0] != "bundle") {
     std::fprintf(stderr, "usage: hosnctl bundle pack|verify|inspect|decrypt ...\n");
     return hosn::ctl::kExitUsage;
