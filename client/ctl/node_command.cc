@@ -42,8 +42,10 @@ int KeydFail(const absl::Status& status) {
   return Fail(refused ? kExitKeydRefused : kExitKeydUnavailable, status);
 }
 
-std::set<std::string> With(std::set<std::string> names) {
+// `names` plus the connection flags (all of them optional when `optional`).
+std::set<std::string> With(std::set<std::string> names, bool required = false) {
   names.insert(kKeydFlags.begin(), kKeydFlags.end());
+  if (required) names.erase("tls-server-name");
   return names;
 }
 
@@ -73,7 +75,7 @@ int Enroll(const std::vector<std::string>& args) {
   auto flags = ParseArgs(args,
                          With({"node-id", "node-class", "ak-public", "ek-public", "tcti",
                                "challenge-out", "challenge", "activation-secret"}),
-                         {}, With({"node-id", "node-class", "ak-public", "ek-public"}));
+                         {}, With({"node-id", "node-class", "ak-public", "ek-public"}, true));
   if (!flags.ok()) return Fail(kExitUsage, flags.status());
   auto ak = ReadFile(flags->Get("ak-public"), 4096);
   if (!ak.ok()) return Fail(kExitUsage, ak.status());
@@ -141,7 +143,7 @@ int Enroll(const std::vector<std::string>& args) {
 }
 
 int Revoke(const std::vector<std::string>& args) {
-  auto flags = ParseArgs(args, With({"node-id", "reason"}), {}, With({"node-id"}));
+  auto flags = ParseArgs(args, With({"node-id", "reason"}), {}, With({"node-id"}, true));
   if (!flags.ok()) return Fail(kExitUsage, flags.status());
   auto stub = Connect(*flags);
   if (!stub.ok()) return Fail(kExitUsage, stub.status());
@@ -171,7 +173,7 @@ int RunPolicyCommand(const std::vector<std::string>& args) {
     return kExitUsage;
   }
   auto flags = ParseArgs({args.begin() + 1, args.end()}, With({"node-class", "pcrs", "model"}),
-                         {"require-event-log"}, With({"node-class", "pcrs", "model"}));
+                         {"require-event-log"}, With({"node-class", "pcrs", "model"}, true));
   if (!flags.ok()) return Fail(kExitUsage, flags.status());
   v1::SetReleasePolicyRequest request;
   request.set_node_class(flags->Get("node-class"));
