@@ -16,6 +16,7 @@
 #include "common/base/sync.h"
 #include "server/hsm/attributes.h"
 #include "server/hsm/ckr.h"
+#include "server/hsm/key_store_internal.h"
 #include "server/hsm/mechanisms.h"
 #include "server/hsm/module.h"
 #include "server/hsm/openssl_util.h"
@@ -24,65 +25,13 @@
 #include "server/hsm/uri.h"
 
 namespace hosn::hsm {
-
-struct KeyStore::Internals {
-  std::unique_ptr<SessionPool> pool;
-  MechanismTable mechanisms;
-  std::vector<CK_MECHANISM_TYPE> supported;  // as reported at start-up
-
-  bool Supports(CK_MECHANISM_TYPE mechanism) const {
-    return std::find(supported.begin(), supported.end(), mechanism) != supported.end();
-  }
-
-  // Serialises find-then-create in GenerateKek and GenerateSigningKey, so two
-  // callers in this process cannot both create a key with one label and id.
-  // hosn-keyd owns the token; no other process creates keys on it.
-  Mutex create_mu;
-  Mutex capability_mu;
-  absl::flat_hash_map<std::string, absl::Status> capabilities ABSL_GUARDED_BY(capability_mu);
-};
-
 namespace {
 
-constexpr CK_BBOOL kTrue = CK_TRUE;
-constexpr CK_BBOOL kFalse = CK_FALSE;
 // Upper bound for public attributes we read (an RSA-16384 modulus fits).
 constexpr size_t kMaxAttributeBytes = 4096;
 // Message bytes per C_SignUpdate.
 constexpr size_t kSignChunk = 64 * 1024;
 // Text KeyStore hashes for generic-secret check values (see ExpectedCheckValue).
-
-// Attribute template builder: keeps every value alive for the call.
-class Template {
- public:
-  static constexpr size_t kMaxAttributes = 24;
-
-  void Bool(CK_ATTRIBUTE_TYPE type, bool value) {
-    Add({type, const_cast<CK_BBOOL*>(value ? &kTrue : &kFalse), sizeof(CK_BBOOL)});
-  }
-  // CK_ULONG values, always with sizeof(CK_ULONG) (case P6).
-  void Ulong(CK_ATTRIBUTE_TYPE type, CK_ULONG value) {
-    ulongs_[size_] = value;
-    Add({type, &ulongs_[size_], sizeof(CK_ULONG)});
-  }
-  void Bytes(CK_ATTRIBUTE_TYPE type, std::string_view value) {
-    Add({type, const_cast<char*>(value.data()), value.size()});
-  }
-  CK_ATTRIBUTE* data() { return attributes_.data(); }
-  CK_ULONG size() const { return size_; }
-
- private:
-  // Fixed storage: no allocation on the hot path, and the CK_ULONG values
-  // stay where the attributes point. Templates here are constant and small.
-  void Add(const CK_ATTRIBUTE& attribute) {
-    if (size_ == kMaxAttributes) std::abort();
-    attributes_[size_++] = attribute;
-  }
-
-  std::array<CK_ATTRIBUTE, kMaxAttributes> attributes_{};
-  std::array<CK_ULONG, kMaxAttributes> ulongs_{};
-  size_t size_ = 0;
-};
 
 void KekAttributes(Template& t, std::string_view label, std::string_view id,
                    bool token_object = true) {
@@ -125,6 +74,8 @@ absl::Status CheckDekType(KeyType type) {
   }
   return absl::OkStatus();
 }
+
+}  // namespace
 
 // Wraps `key` under `kek_handle`; the output is at most 16 bytes longer than
 // the key for RFC 5649/3394, so one call usually suffices.
@@ -171,6 +122,8 @@ absl::StatusOr<CK_OBJECT_HANDLE> UnwrapWith(Session& session, CK_MECHANISM_TYPE 
   return handle;
 }
 
+namespace {
+
 absl::StatusOr<std::string> CheckValueOf(Session& session, const MechanismTable& mechanisms,
                                          CK_OBJECT_HANDLE key, KeyType key_type) {
   if (key_type == KeyType::kGenericSecret) {
@@ -215,6 +168,13 @@ class UnwrappedDekImpl : public UnwrappedDek {
 
   absl::StatusOr<std::string> CheckValue() const override {
     return CheckValueOf(session_, mechanisms_, handle_, dek_type_);
+  }
+
+  absl::StatusOr<std::string> WrapToPeer(const KeyRef& release_key,
+                                         std::string_view peer_public_spki, std::string_view kdf,
+                                         std::string_view shared_info) const override {
+    HOSN_ASSIGN_OR_RETURN(ReleasePeer peer, ParseReleasePeer(peer_public_spki, kdf, shared_info));
+    return WrapToPeerIn(session_, mechanisms_, handle_, release_key, peer);
   }
 
  private:
@@ -388,25 +348,33 @@ absl::StatusOr<std::unique_ptr<KeyStore>> KeyStore::Create(const KeyStoreOptions
   return std::unique_ptr<KeyStore>(new KeyStore(std::move(internals)));
 }
 
-absl::StatusOr<KeyRef> KeyStore::GenerateKek(std::string_view label, std::string_view id) {
-  KeyRef ref = KeyRef::Kek(std::string(label), std::string(id));
-  HOSN_ASSIGN_OR_RETURN(CK_MECHANISM_TYPE keygen, internals_->mechanisms.Get("keygen:aes"));
-  MutexLock create_lock(&internals_->create_mu);
-  HOSN_RETURN_IF_ERROR(internals_->pool->Run(OpKind::kGenerate, [&](Session& session) {
+absl::Status CreateUniqueSecretKey(SessionPool& pool, Mutex& create_mu, CK_MECHANISM_TYPE keygen,
+                                   const KeyRef& ref, std::string_view what, Template& t) {
+  MutexLock create_lock(&create_mu);
+  HOSN_RETURN_IF_ERROR(pool.Run(OpKind::kGenerate, [&](Session& session) {
     HOSN_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> existing, session.FindAll(ref));
     if (!existing.empty()) {
-      return absl::AlreadyExistsError(absl::StrCat("kek already exists: '", ref.label, "'"));
+      return absl::AlreadyExistsError(
+          absl::StrCat(ToAbsl(what), " already exists: '", ref.label, "'"));
     }
-    Template t;
-    KekAttributes(t, label, id);
-    t.Ulong(CKA_VALUE_LEN, 32);
     CK_MECHANISM mechanism = {keygen, nullptr, 0};
     CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
     return CkrStatus(
         session.fn()->C_GenerateKey(session.handle(), &mechanism, t.data(), t.size(), &handle),
         "C_GenerateKey");
   }));
-  internals_->pool->KeysChanged();
+  pool.KeysChanged();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<KeyRef> KeyStore::GenerateKek(std::string_view label, std::string_view id) {
+  KeyRef ref = KeyRef::Kek(std::string(label), std::string(id));
+  HOSN_ASSIGN_OR_RETURN(CK_MECHANISM_TYPE keygen, internals_->mechanisms.Get("keygen:aes"));
+  Template t;
+  KekAttributes(t, label, id);
+  t.Ulong(CKA_VALUE_LEN, 32);
+  HOSN_RETURN_IF_ERROR(
+      CreateUniqueSecretKey(*internals_->pool, internals_->create_mu, keygen, ref, "kek", t));
   return ref;
 }
 
@@ -414,11 +382,18 @@ absl::StatusOr<KeyRef> KeyStore::ImportSecretKeyForTesting(std::string_view labe
                                                            std::string_view id, KeyType key_type,
                                                            const SecretBytes& value,
                                                            bool token_object) {
-  if (key_type != KeyType::kAes) return absl::InvalidArgumentError("test import is aes only");
+  if (key_type != KeyType::kAes && key_type != KeyType::kGenericSecret) {
+    return absl::InvalidArgumentError("test import is aes or generic-secret only");
+  }
   KeyRef ref = KeyRef::Kek(std::string(label), std::string(id));
+  ref.key_type = key_type;
   HOSN_RETURN_IF_ERROR(internals_->pool->Run(OpKind::kOther, [&](Session& session) {
     Template t;
-    KekAttributes(t, label, id, token_object);
+    if (key_type == KeyType::kAes) {
+      KekAttributes(t, label, id, token_object);
+    } else {
+      MacKeyAttributes(t, label, id, token_object);
+    }
     std::span<const uint8_t> bytes = RevealSecret(value);
     t.Bytes(CKA_VALUE, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
     CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
@@ -493,6 +468,43 @@ absl::StatusOr<std::string> KeyStore::DekCheckValue(const KeyRef& kek, const Wra
   return value;
 }
 
+absl::StatusOr<CK_OBJECT_HANDLE> GenerateTokenKeyPair(Session& session, CK_MECHANISM_TYPE keygen,
+                                                      KeyType key_type, std::string_view label,
+                                                      std::string_view id, KeyPairUse use,
+                                                      Template& pub) {
+  const bool sign = use == KeyPairUse::kSign;
+  pub.Ulong(CKA_CLASS, CKO_PUBLIC_KEY);
+  pub.Ulong(CKA_KEY_TYPE, ToCkKeyType(key_type));
+  pub.Bool(CKA_TOKEN, true);
+  pub.Bool(CKA_VERIFY, sign);
+  pub.Bool(CKA_ENCRYPT, false);
+  pub.Bool(CKA_WRAP, false);
+  pub.Bool(CKA_DERIVE, false);
+  pub.Bytes(CKA_LABEL, label);
+  pub.Bytes(CKA_ID, id);
+  Template priv;
+  priv.Ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+  priv.Ulong(CKA_KEY_TYPE, ToCkKeyType(key_type));
+  priv.Bool(CKA_TOKEN, true);
+  priv.Bool(CKA_PRIVATE, true);
+  priv.Bool(CKA_SENSITIVE, true);
+  priv.Bool(CKA_EXTRACTABLE, false);
+  priv.Bool(CKA_SIGN, sign);
+  priv.Bool(CKA_DERIVE, !sign);
+  priv.Bool(CKA_DECRYPT, false);
+  priv.Bool(CKA_UNWRAP, false);
+  priv.Bytes(CKA_LABEL, label);
+  priv.Bytes(CKA_ID, id);
+  CK_MECHANISM mechanism = {keygen, nullptr, 0};
+  CK_OBJECT_HANDLE pub_handle = CK_INVALID_HANDLE;
+  CK_OBJECT_HANDLE priv_handle = CK_INVALID_HANDLE;
+  HOSN_RETURN_IF_ERROR(CkrStatus(
+      session.fn()->C_GenerateKeyPair(session.handle(), &mechanism, pub.data(), pub.size(),
+                                      priv.data(), priv.size(), &pub_handle, &priv_handle),
+      "C_GenerateKeyPair"));
+  return pub_handle;
+}
+
 absl::StatusOr<SigningKey> KeyStore::GenerateSigningKey(std::string_view key_algorithm,
                                                         std::string_view label,
                                                         std::string_view id) {
@@ -518,14 +530,6 @@ absl::StatusOr<SigningKey> KeyStore::GenerateSigningKey(std::string_view key_alg
                   absl::StrCat("signing key already exists: '", key.private_key.label, "'"));
             }
             Template pub;
-            pub.Ulong(CKA_CLASS, CKO_PUBLIC_KEY);
-            pub.Ulong(CKA_KEY_TYPE, ToCkKeyType(spec.key_type));
-            pub.Bool(CKA_TOKEN, true);
-            pub.Bool(CKA_VERIFY, true);
-            pub.Bool(CKA_ENCRYPT, false);
-            pub.Bool(CKA_WRAP, false);
-            pub.Bytes(CKA_LABEL, label);
-            pub.Bytes(CKA_ID, id);
             static constexpr char kExponent[] = {0x01, 0x00, 0x01};
             if (spec.key_type == KeyType::kRsa) {
               pub.Ulong(CKA_MODULUS_BITS, spec.rsa_bits);
@@ -533,26 +537,9 @@ absl::StatusOr<SigningKey> KeyStore::GenerateSigningKey(std::string_view key_alg
             } else {
               pub.Bytes(CKA_EC_PARAMS, spec.ec_params);
             }
-            Template priv;
-            priv.Ulong(CKA_CLASS, CKO_PRIVATE_KEY);
-            priv.Ulong(CKA_KEY_TYPE, ToCkKeyType(spec.key_type));
-            priv.Bool(CKA_TOKEN, true);
-            priv.Bool(CKA_PRIVATE, true);
-            priv.Bool(CKA_SENSITIVE, true);
-            priv.Bool(CKA_EXTRACTABLE, false);
-            priv.Bool(CKA_SIGN, true);
-            priv.Bool(CKA_DECRYPT, false);
-            priv.Bool(CKA_UNWRAP, false);
-            priv.Bool(CKA_DERIVE, false);
-            priv.Bytes(CKA_LABEL, label);
-            priv.Bytes(CKA_ID, id);
-            CK_MECHANISM mechanism = {keygen, nullptr, 0};
-            CK_OBJECT_HANDLE pub_handle = CK_INVALID_HANDLE;
-            CK_OBJECT_HANDLE priv_handle = CK_INVALID_HANDLE;
-            HOSN_RETURN_IF_ERROR(CkrStatus(session.fn()->C_GenerateKeyPair(
-                                               session.handle(), &mechanism, pub.data(), pub.size(),
-                                               priv.data(), priv.size(), &pub_handle, &priv_handle),
-                                           "C_GenerateKeyPair"));
+            HOSN_ASSIGN_OR_RETURN(CK_OBJECT_HANDLE pub_handle,
+                                  GenerateTokenKeyPair(session, keygen, spec.key_type, label, id,
+                                                       KeyPairUse::kSign, pub));
             return PublicKeyDer(session, pub_handle, spec.key_type);
           }));
   internals_->pool->KeysChanged();

@@ -42,6 +42,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -71,6 +72,14 @@ struct KeyRef {
   // An AES key-encryption key.
   static KeyRef Kek(std::string label, std::optional<std::string> id = std::nullopt) {
     return {KeyClass::kSecretKey, KeyType::kAes, std::move(label), std::move(id)};
+  }
+  // A MAC key (generic secret, HMAC-SHA256).
+  static KeyRef MacKey(std::string label, std::optional<std::string> id = std::nullopt) {
+    return {KeyClass::kSecretKey, KeyType::kGenericSecret, std::move(label), std::move(id)};
+  }
+  // The private half of a release key pair (EC P-256, derive only).
+  static KeyRef ReleaseKey(std::string label, std::optional<std::string> id = std::nullopt) {
+    return {KeyClass::kPrivateKey, KeyType::kEc, std::move(label), std::move(id)};
   }
 };
 
@@ -145,6 +154,13 @@ class UnwrappedDek {
                                                std::string_view algorithm = "aes-kwp") const = 0;
   // The key check value computed inside the HSM; see ExpectedCheckValue.
   virtual absl::StatusOr<std::string> CheckValue() const = 0;
+  // Wraps this DEK to a node, inside the HSM, exactly as
+  // KeyStore::WrapDekToPeer does after its unwrap step (same arguments, same
+  // errors). Used when a fresh model key goes to a packing station.
+  virtual absl::StatusOr<std::string> WrapToPeer(const KeyRef& release_key,
+                                                 std::string_view peer_public_spki,
+                                                 std::string_view kdf,
+                                                 std::string_view shared_info) const = 0;
 
  protected:
   virtual ~UnwrappedDek() = default;
@@ -228,14 +244,78 @@ class KeyStore {
   // RSA-OAEP but refuses SHA-256 parameters); never falls back.
   absl::Status CheckCapability(std::string_view algorithm);
 
-  // Test-only: imports raw AES key bytes (`key_type` must be kAes) as a KEK
-  // with the same attributes GenerateKek sets, so known-answer vectors can
+  // Test-only: imports raw key bytes as a KEK (`key_type` kAes, the
+  // attributes GenerateKek sets) or as a MAC key (kGenericSecret, the
+  // attributes GenerateMacKey sets), so known-answer vectors can
   // run through the HSM path. With `token_object` false the key is a session
   // object (much faster on SoftHSM); it then lives only as long as the pooled
   // session that created it. Never used by the daemon.
   absl::StatusOr<KeyRef> ImportSecretKeyForTesting(std::string_view label, std::string_view id,
                                                    KeyType key_type, const SecretBytes& value,
                                                    bool token_object = true);
+
+  // --- Release (scheme ecdh-p256-kwp, docs/release-wrap.md) --------------
+  // Implemented in key_store_release.cc.
+
+  // Creates the token's release key pair: EC P-256, the private half
+  // PRIVATE, SENSITIVE, not EXTRACTABLE, CKA_DERIVE only (no sign, decrypt,
+  // unwrap); the public half exportable with ExportPublicKey (DER SPKI).
+  // Returns the private key's reference. AlreadyExists if an EC private key
+  // with this label and id is on the token; Unimplemented if the module
+  // cannot generate EC keys.
+  absl::StatusOr<KeyRef> GenerateReleaseKey(std::string_view label, std::string_view id);
+
+  // Creates a 32-byte CKK_GENERIC_SECRET token key for CKM_SHA256_HMAC:
+  // PRIVATE, SENSITIVE, not EXTRACTABLE, SIGN and VERIFY only.
+  // AlreadyExists if a generic secret with this label and id exists.
+  absl::StatusOr<KeyRef> GenerateMacKey(std::string_view label, std::string_view id);
+
+  // HMAC-SHA256 of `data` under `key`, computed in the HSM; 32 bytes.
+  // FailedPrecondition if `key` is not a generic secret.
+  absl::StatusOr<std::string> Mac(const KeyRef& key, std::string_view data);
+
+  // C_Verify of an HMAC-SHA256. OK on a match; PermissionDenied "mac
+  // mismatch" otherwise (also for a wrong length), never saying where.
+  absl::Status VerifyMac(const KeyRef& key, std::string_view data, std::string_view mac);
+
+  // The release operation, in one pooled session: unwraps `wrapped` under
+  // `kek` as a session object; C_DeriveKey(CKM_ECDH1_DERIVE) with
+  // `release_key` (an EC private key) and the P-256 point of
+  // `peer_public_spki` into a session AES-256 key that can only wrap; kdf
+  // "null" -> CKD_NULL (`shared_info` unused, as on the node),
+  // "x963-sha256" -> CKD_SHA256_KDF over `shared_info`; C_WrapKey with the
+  // "aes-kwp" mechanism (RFC 5649). Both session objects are destroyed on
+  // every path. Returns the wrapped DEK, which the node opens with
+  // hosn::agent::EphemeralKey::OpenWrappedDek. InvalidArgument for an SPKI
+  // that is not exactly one DER P-256 public key, or an unknown kdf;
+  // DataLoss if `wrapped` fails its integrity check; Unimplemented
+  // ("capability: ...", naming CKM_ECDH1_DERIVE or CKD_SHA256_KDF) if the
+  // module lacks the mechanism or refuses the KDF (SoftHSM 2.6 refuses
+  // every KDF but CKD_NULL); FailedPrecondition if `release_key` is not an
+  // EC private key.
+  absl::StatusOr<std::string> WrapDekToPeer(const KeyRef& kek, const WrappedKey& wrapped,
+                                            const KeyRef& release_key,
+                                            std::string_view peer_public_spki, std::string_view kdf,
+                                            std::string_view shared_info);
+
+  // --- Token data objects (data_objects.cc) ------------------------------
+  // Fleet state shared by daemon replicas on one token: CKO_DATA token
+  // objects, CKA_PRIVATE, CKA_APPLICATION "hosn-keyd", named by CKA_LABEL.
+  // Every call searches the token afresh (no handle outlives its call), so
+  // another replica's writes and deletes are seen at once. A put is
+  // crash-safe: it creates the new version before destroying older ones,
+  // and readers take the newest complete version (docs/hsm.md, "Data
+  // objects"). Labels: 1-128 bytes; values: at most kMaxDataObjectBytes.
+  static constexpr size_t kMaxDataObjectBytes = 64 * 1024;
+
+  // Creates or replaces. InvalidArgument on a bad label or a value too long.
+  absl::Status PutDataObject(std::string_view label, std::string_view value);
+  // The value, or nullopt if no object has this label.
+  absl::StatusOr<std::optional<std::string>> GetDataObject(std::string_view label);
+  // Labels that start with `label_prefix` (each once), sorted.
+  absl::StatusOr<std::vector<std::string>> ListDataObjects(std::string_view label_prefix);
+  // Destroys every version; OK if absent.
+  absl::Status DeleteDataObject(std::string_view label);
 
   PoolMetrics Metrics() const;
 

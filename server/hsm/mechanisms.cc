@@ -22,6 +22,8 @@ absl::StatusOr<MechanismTable> MechanismTable::Create(
       // ECDSA over a digest computed on the host, for modules (SoftHSM 2.6)
       // without the hash-and-sign ECDSA mechanisms.
       {"ecdsa-prehashed", CKM_ECDSA},
+      // Release (docs/release-wrap.md): ECDH on P-256 into a wrapping key.
+      {"ecdh-derive", CKM_ECDH1_DERIVE},
       // Key check values.
       {"aes-ecb", CKM_AES_ECB},
       {"hmac-sha256", CKM_SHA256_HMAC},

@@ -90,6 +90,37 @@ absl::StatusOr<std::string> EcSpki(std::string_view ec_params, std::string_view 
   return FromData("EC", builder.get());
 }
 
+absl::StatusOr<std::string> P256PointFromSpki(std::string_view spki) {
+  if (spki.empty() || spki.size() > 1024) return absl::InvalidArgumentError("malformed peer spki");
+  const auto* p = reinterpret_cast<const unsigned char*>(spki.data());
+  EvpPkeyPtr key(d2i_PUBKEY(nullptr, &p, static_cast<long>(spki.size())));
+  if (key == nullptr || p != reinterpret_cast<const unsigned char*>(spki.data()) + spki.size()) {
+    return absl::InvalidArgumentError("malformed peer spki");
+  }
+  char group[32] = {};
+  size_t group_length = 0;
+  if (EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_EC ||
+      EVP_PKEY_get_utf8_string_param(key.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                     &group_length) != 1 ||
+      std::string_view(group, group_length) != SN_X9_62_prime256v1) {
+    return absl::InvalidArgumentError("peer key is not a P-256 key");
+  }
+  // Always the uncompressed form, whatever the SPKI used.
+  if (EVP_PKEY_set_utf8_string_param(key.get(), OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
+                                     OSSL_PKEY_EC_POINT_CONVERSION_FORMAT_UNCOMPRESSED) != 1) {
+    return absl::InternalError("openssl: point format");
+  }
+  std::string point(65, '\0');
+  size_t point_length = 0;
+  if (EVP_PKEY_get_octet_string_param(key.get(), OSSL_PKEY_PARAM_PUB_KEY,
+                                      reinterpret_cast<unsigned char*>(point.data()), point.size(),
+                                      &point_length) != 1 ||
+      point_length != 65 || point[0] != 0x04) {
+    return absl::InvalidArgumentError("peer key is not a P-256 key");
+  }
+  return point;
+}
+
 absl::StatusOr<std::string> Ed25519Spki(std::string_view ec_point) {
   const std::string point = UnwrapOctetString(ec_point, 32);
   if (point.size() != 32) return absl::InvalidArgumentError("bad ed25519 public key length");

@@ -35,6 +35,12 @@ absl::StatusOr<std::string> Ed25519Spki(std::string_view ec_point);
 // RSA from CKA_MODULUS and CKA_PUBLIC_EXPONENT (big-endian).
 absl::StatusOr<std::string> RsaSpki(std::string_view modulus, std::string_view exponent);
 
+// The uncompressed point (65 bytes, 0x04 || x || y) of a DER
+// SubjectPublicKeyInfo that holds a P-256 public key and nothing after it.
+// InvalidArgument for anything else (another curve or algorithm, trailing
+// bytes, a point not on the curve). Input may come from the network.
+absl::StatusOr<std::string> P256PointFromSpki(std::string_view spki);
+
 // SHA-256 or SHA-384 (`bits` 256 or 384) of public data.
 absl::StatusOr<std::string> ShaDigest(int bits, std::string_view data);
 

@@ -20,18 +20,6 @@ bool SameKey(const KeyRef& a, const KeyRef& b) {
          a.id == b.id;
 }
 
-// Ends a find operation on every path (case P7).
-class FindGuard {
- public:
-  explicit FindGuard(Session& session) : session_(session) {}
-  ~FindGuard() { session_.fn()->C_FindObjectsFinal(session_.handle()); }
-  FindGuard(const FindGuard&) = delete;
-  FindGuard& operator=(const FindGuard&) = delete;
-
- private:
-  Session& session_;
-};
-
 }  // namespace
 
 CK_OBJECT_CLASS ToCkClass(KeyClass key_class) {

@@ -116,6 +116,18 @@ class Session {
   std::vector<CK_OBJECT_HANDLE> copies_;
 };
 
+// Ends a find operation (C_FindObjectsFinal) on every path (case P7).
+class FindGuard {
+ public:
+  explicit FindGuard(Session& session) : session_(session) {}
+  ~FindGuard() { session_.fn()->C_FindObjectsFinal(session_.handle()); }
+  FindGuard(const FindGuard&) = delete;
+  FindGuard& operator=(const FindGuard&) = delete;
+
+ private:
+  Session& session_;
+};
+
 class ScopedObject {
  public:
   ScopedObject(Session& session, CK_OBJECT_HANDLE handle) : session_(session), handle_(handle) {}
@@ -184,7 +196,10 @@ class SessionPool {
       : module_(std::move(module)),
         token_(std::move(token)),
         pin_(std::move(pin)),
-        options_(options) {}
+        options_(options) {
+    shared_.cache_handles = options.cache_handles_per_session;
+    shared_.copy_keys = options.copy_keys_to_session_objects;
+  }
 
   bool CanAcquire() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !free_.empty() || open_count_ < options_.size;

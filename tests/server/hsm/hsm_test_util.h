@@ -1,5 +1,6 @@
 // Helpers shared by the tests of server/hsm: a KeyStore on a fresh SoftHSM
-// token, hex helpers, and the control handle of the fault-injecting module.
+// token, hex helpers, a raw session for counting objects, and the control
+// handle of the fault-injecting module.
 // Not thread-safe (see SoftHsmToken).
 #ifndef HOSN_TESTS_SERVER_HSM_HSM_TEST_UTIL_H_
 #define HOSN_TESTS_SERVER_HSM_HSM_TEST_UTIL_H_
@@ -11,6 +12,8 @@
 #include "absl/status/statusor.h"
 #include "common/base/secret_bytes.h"
 #include "server/hsm/key_store.h"
+#include "server/hsm/module.h"
+#include "server/hsm/pkcs11.h"
 #include "tests/testing/softhsm_token.h"
 
 namespace hosn::hsm::testing {
@@ -34,6 +37,35 @@ inline constexpr char kP4Rfc5649[] =
     "4a8029243027353b0694cf1bd8fc745bb0ce8a739b19b1960b12426d4c39cfeda926d103ab34e9f6";
 inline constexpr char kP4Rfc3394[] =
     "28c9f404c4b810f4cbccb35cfb87f8263f5786e2d80ed326cbc7f0e71a99f43bfb988b9b7a02dd21";
+
+// A raw PKCS#11 session on a test token, opened by hand next to a KeyStore.
+// Through the same library path a KeyStore loaded, it is the same module
+// instance: it shares that KeyStore's login and sees its session objects.
+// Used to count objects the KeyStore must have destroyed.
+class RawTokenSession {
+ public:
+  // Aborts the test binary if the module, token or session cannot be had.
+  explicit RawTokenSession(
+      const hosn::testing::SoftHsmToken& token,
+      const std::string& module_path = hosn::testing::SoftHsmToken::kModulePath);
+  ~RawTokenSession();
+  RawTokenSession(const RawTokenSession&) = delete;
+  RawTokenSession& operator=(const RawTokenSession&) = delete;
+
+  // Session objects (CKA_TOKEN=false) visible on the token right now.
+  size_t CountSessionObjects();
+  // CKO_DATA token objects with this label (every stored version).
+  size_t CountDataObjects(const std::string& label);
+  // Objects matching `attributes`.
+  size_t Count(CK_ATTRIBUTE* attributes, CK_ULONG count);
+
+  CK_FUNCTION_LIST* fn() const;
+  CK_SESSION_HANDLE handle() const { return session_; }
+
+ private:
+  std::unique_ptr<Module> module_;
+  CK_SESSION_HANDLE session_ = CK_INVALID_HANDLE;
+};
 
 // The fault-injecting module built with the tests (see fault_pkcs11.h).
 class FaultModule {
