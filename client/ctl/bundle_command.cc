@@ -239,24 +239,15 @@ int Pack(const std::vector<std::string>& args, FILE* out, FILE* err) {
       return kExitUsage;
     }
     if (!Require(*flags, {"tls-cert", "tls-key", "tls-ca"}, err)) return kExitUsage;
-    KeydSignerOptions keyd_options;
-    keyd_options.address = flags->Get("keyd");
-    keyd_options.tls_cert_path = flags->Get("tls-cert");
-    keyd_options.tls_key_reference = flags->Get("tls-key");
-    keyd_options.tls_ca_path = flags->Get("tls-ca");
-    keyd_options.server_name = flags->Get("tls-server-name");
-    keyd_options.key_label = flags->Get("signer-label");
-    if (!flags->Get("keyd-timeout").empty()) {
-      int seconds = 0;
-      if (!absl::SimpleAtoi(flags->Get("keyd-timeout"), &seconds) || seconds <= 0) {
-        std::fprintf(err, "hosnctl: --keyd-timeout must be a positive number of seconds\n");
-        return kExitUsage;
-      }
-      keyd_options.deadline = absl::Seconds(seconds);
+    auto keyd_options =
+        KeydOptionsFromFlags([&](const std::string& name) { return flags->Get(name); });
+    if (!keyd_options.ok()) {
+      std::fprintf(err, "hosnctl: %s\n", std::string(keyd_options.status().message()).c_str());
+      return kExitUsage;
     }
     // Connects and fetches the chain before any file is encrypted, so a
     // daemon that is down or refuses us costs nothing.
-    auto created = KeydManifestSigner::Create(keyd_options);
+    auto created = KeydManifestSigner::Create(*keyd_options);
     if (!created.ok()) return ExitFor(created.status(), err);
     keyd = std::move(*created);
   } else {

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/file_util.h"
 #include "grpcpp/client_context.h"
@@ -69,6 +70,25 @@ absl::StatusOr<std::string> DerToPem(const std::string& der) {
 
 bool IsKeydError(const absl::Status& status) {
   return status.GetPayload(kKeydErrorPayload).has_value();
+}
+
+absl::StatusOr<KeydSignerOptions> KeydOptionsFromFlags(
+    const std::function<std::string(const std::string&)>& flag) {
+  KeydSignerOptions options;
+  options.address = flag("keyd");
+  options.tls_cert_path = flag("tls-cert");
+  options.tls_key_reference = flag("tls-key");
+  options.tls_ca_path = flag("tls-ca");
+  options.server_name = flag("tls-server-name");
+  options.key_label = flag("signer-label");
+  if (!flag("keyd-timeout").empty()) {
+    int seconds = 0;
+    if (!absl::SimpleAtoi(flag("keyd-timeout"), &seconds) || seconds <= 0) {
+      return absl::InvalidArgumentError("--keyd-timeout must be a positive number of seconds");
+    }
+    options.deadline = absl::Seconds(seconds);
+  }
+  return options;
 }
 
 KeydManifestSigner::~KeydManifestSigner() = default;
@@ -167,6 +187,25 @@ absl::StatusOr<std::string> KeydManifestSigner::SignRaw(std::string_view manifes
                                             ": SignManifest: malformed ECDSA signature"));
   }
   return raw;
+}
+
+absl::StatusOr<v1::SignStatementResponse> KeydManifestSigner::SignStatement(
+    std::string_view payload_type, std::string_view payload) {
+  grpc::ClientContext context;
+  SetDeadline(&context, options_.deadline);
+  v1::SignStatementRequest request;
+  request.set_payload_type(std::string(payload_type));
+  request.set_payload(std::string(payload));
+  request.set_key_label(options_.key_label);
+  v1::SignStatementResponse response;
+  grpc::Status status = connection_->stub->SignStatement(&context, request, &response);
+  if (!status.ok()) return FromGrpc(options_.address, "SignStatement", status);
+  if (response.signature_algorithm() != v1::SIGNATURE_ALGORITHM_ECDSA_P256_SHA256 ||
+      response.certificate_chain_size() == 0 || response.signature().empty()) {
+    return absl::InternalError(
+        absl::StrCat("hosn-keyd at ", options_.address, ": SignStatement: unexpected answer"));
+  }
+  return response;
 }
 
 }  // namespace hosn::ctl

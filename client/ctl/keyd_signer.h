@@ -16,6 +16,7 @@
 #ifndef HOSN_CLIENT_CTL_KEYD_SIGNER_H_
 #define HOSN_CLIENT_CTL_KEYD_SIGNER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -23,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/bundle/signature.h"
+#include "hosn/keyd/v1/signing.pb.h"
 
 namespace hosn::ctl {
 
@@ -42,6 +44,13 @@ struct KeydSignerOptions {
   std::string key_label;          // signing key on the daemon; empty: its configured key
   absl::Duration deadline = absl::Seconds(30);  // per RPC
 };
+
+// The options from hosnctl's flags: `flag(name)` is the value of --name or
+// "" (keyd, tls-cert, tls-key, tls-ca, tls-server-name, signer-label,
+// keyd-timeout). InvalidArgument if --keyd-timeout is not a positive number
+// of seconds.
+absl::StatusOr<KeydSignerOptions> KeydOptionsFromFlags(
+    const std::function<std::string(const std::string&)>& flag);
 
 class KeydManifestSigner : public bundle::ManifestSigner {
  public:
@@ -64,6 +73,14 @@ class KeydManifestSigner : public bundle::ManifestSigner {
   // signature or a different algorithm than announced.
   absl::StatusOr<std::string> SignRaw(std::string_view manifest_bytes,
                                       std::string_view signed_attributes) override;
+
+  // Calls SignStatement: a DSSE signature over PAE(payload_type, payload) by
+  // the daemon's key, which first checks that the payload is a canonical
+  // lineage statement (docs/lineage.md). Daemon errors as in Create
+  // (InvalidArgument for a payload it refuses); Internal for an algorithm
+  // other than ECDSA P-256 or an empty chain.
+  absl::StatusOr<keyd::v1::SignStatementResponse> SignStatement(std::string_view payload_type,
+                                                                std::string_view payload);
 
  private:
   struct Connection;

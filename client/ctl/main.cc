@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "client/ctl/bundle_command.h"
+#include "client/ctl/lineage_command.h"
 #include "client/ctl/node_command.h"
 
 int main(int argc, char** argv) {
@@ -13,6 +14,10 @@ int main(int argc, char** argv) {
     const std::string group = args[0];
     args.erase(args.begin());
     return group == "node" ? hosn::ctl::RunNodeCommand(args) : hosn::ctl::RunPolicyCommand(args);
+  }
+  if (!args.empty() && args[0] == "lineage") {
+    args.erase(args.begin());
+    return hosn::ctl::RunLineageCommand(args, stdout, stderr);
   }
   if (args.empty() || args[0] != "bundle") {
     std::fprintf(stderr, "usage: hosnctl bundle pack|verify|inspect|decrypt ...\n");

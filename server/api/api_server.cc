@@ -205,6 +205,19 @@ class SigningServiceImpl final : public v1::SigningService::Service {
         });
   }
 
+  grpc::Status SignStatement(grpc::ServerContext* context, const v1::SignStatementRequest* request,
+                             v1::SignStatementResponse* response) override {
+    AuditNote note;
+    return runner_->Run(
+        context, "/hosn.keyd.v1.SigningService/SignStatement", {Role::kSigner, Role::kOperator},
+        "lineage.sign", &note, [&](const PeerIdentity& caller) -> absl::Status {
+          HOSN_RETURN_IF_ERROR(Deliver(backend_->SignStatement(caller, *request), response));
+          note.Add("key_label", response->key_label());
+          note.Add("subject_sha256", response->subject_sha256());
+          return absl::OkStatus();
+        });
+  }
+
   grpc::Status GetSigningCertificates(grpc::ServerContext* context,
                                       const v1::GetSigningCertificatesRequest* request,
                                       v1::GetSigningCertificatesResponse* response) override {

@@ -27,6 +27,12 @@ class KeyBackend {
       const PeerIdentity& caller, const keyd::v1::SignManifestRequest& request) = 0;
   virtual absl::StatusOr<keyd::v1::GetSigningCertificatesResponse> GetSigningCertificates(
       const PeerIdentity& caller, const keyd::v1::GetSigningCertificatesRequest& request) = 0;
+  // Signs a lineage statement (DSSE over PAE) after checking that the payload
+  // is one (docs/lineage.md). Unimplemented unless a backend provides it.
+  virtual absl::StatusOr<keyd::v1::SignStatementResponse> SignStatement(
+      const PeerIdentity& /*caller*/, const keyd::v1::SignStatementRequest& /*request*/) {
+    return absl::UnimplementedError("lineage signing not available");
+  }
   virtual absl::StatusOr<keyd::v1::CreateModelKeyResponse> CreateModelKey(
       const PeerIdentity& caller, const keyd::v1::CreateModelKeyRequest& request) = 0;
   virtual absl::StatusOr<keyd::v1::CreateKekResponse> CreateKek(

@@ -16,6 +16,7 @@
 #include "common/base/file_util.h"
 #include "common/base/hex.h"
 #include "common/base/status_macros.h"
+#include "common/lineage/lineage.h"
 
 namespace hosn::keyd {
 namespace {
@@ -296,6 +297,39 @@ absl::StatusOr<v1::GetSigningCertificatesResponse> HsmBackend::GetSigningCertifi
   for (const std::string& der : chain_der_) response.add_certificate_chain(der);
   response.set_signature_algorithm(v1::SIGNATURE_ALGORITHM_ECDSA_P256_SHA256);
   response.set_key_label(config_.signing_key_label());
+  return response;
+}
+
+absl::StatusOr<v1::SignStatementResponse> HsmBackend::SignStatement(
+    const api::PeerIdentity&, const v1::SignStatementRequest& request) {
+  if (config_.signing_key_label().empty()) {
+    return absl::FailedPreconditionError("signing: no signing key configured");
+  }
+  if (!request.key_label().empty() && request.key_label() != config_.signing_key_label()) {
+    return absl::InvalidArgumentError("key_label: only the configured signing key");
+  }
+  // The daemon knows what it signs: only a canonical lineage Statement. The
+  // PAE starts with "DSSEv1", never a DER SET, so no PAE can pass as CMS
+  // signed attributes (SignManifest) and the reverse (docs/lineage.md).
+  if (request.payload_type() != lineage::kPayloadType) {
+    return absl::InvalidArgumentError("payload_type: not an in-toto Statement");
+  }
+  HOSN_ASSIGN_OR_RETURN(v1::LineageStatement statement,
+                        lineage::ParseStatement(request.payload()));
+  HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, Store());
+  const hsm::KeyRef key{hsm::KeyClass::kPrivateKey, hsm::KeyType::kEc, config_.signing_key_label(),
+                        std::nullopt};
+  HOSN_ASSIGN_OR_RETURN(std::string signature,
+                        store->Sign(key, kSignatureAlgorithm,
+                                    lineage::Pae(request.payload_type(), request.payload()),
+                                    hsm::SignatureFormat::kDer));
+  v1::SignStatementResponse response;
+  response.set_signature(std::move(signature));
+  response.set_signature_algorithm(v1::SIGNATURE_ALGORITHM_ECDSA_P256_SHA256);
+  HOSN_ASSIGN_OR_RETURN(*response.mutable_key_id(), lineage::KeyIdOfCertificate(chain_der_[0]));
+  for (const std::string& der : chain_der_) response.add_certificate_chain(der);
+  response.set_key_label(config_.signing_key_label());
+  response.set_subject_sha256(statement.predicate().output().manifest_sha256());
   return response;
 }
 

@@ -65,6 +65,8 @@ class HsmBackend final : public api::KeyBackend {
   absl::StatusOr<keyd::v1::GetSigningCertificatesResponse> GetSigningCertificates(
       const api::PeerIdentity& caller,
       const keyd::v1::GetSigningCertificatesRequest& request) override;
+  absl::StatusOr<keyd::v1::SignStatementResponse> SignStatement(
+      const api::PeerIdentity& caller, const keyd::v1::SignStatementRequest& request) override;
   absl::StatusOr<keyd::v1::CreateModelKeyResponse> CreateModelKey(
       const api::PeerIdentity& caller, const keyd::v1::CreateModelKeyRequest& request) override;
   absl::StatusOr<keyd::v1::CreateKekResponse> CreateKek(
