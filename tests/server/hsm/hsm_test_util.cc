@@ -93,7 +93,8 @@ FaultModule::FaultModule() {
   configure_ =
       reinterpret_cast<int (*)(const char*)>(::dlsym(library_, "hosn_fault_pkcs11_configure"));
   fired_ = reinterpret_cast<long (*)()>(::dlsym(library_, "hosn_fault_pkcs11_fired"));
-  if (configure_ == nullptr || fired_ == nullptr) std::abort();
+  live_keys_ = reinterpret_cast<long (*)()>(::dlsym(library_, "hosn_fault_pkcs11_live_keys"));
+  if (configure_ == nullptr || fired_ == nullptr || live_keys_ == nullptr) std::abort();
   configure_("");
 }
 
@@ -105,5 +106,7 @@ FaultModule::~FaultModule() {
 bool FaultModule::Configure(const std::string& spec) { return configure_(spec.c_str()) == 0; }
 
 long FaultModule::Fired() { return fired_(); }
+
+long FaultModule::LiveKeys() { return live_keys_(); }
 
 }  // namespace hosn::hsm::testing

@@ -81,11 +81,14 @@ class FaultModule {
   // Replaces the rules; false on a syntax error.
   bool Configure(const std::string& spec);
   long Fired();
+  // See hosn_fault_pkcs11_live_keys.
+  long LiveKeys();
 
  private:
   void* library_;
   int (*configure_)(const char*);
   long (*fired_)();
+  long (*live_keys_)();
 };
 
 }  // namespace hosn::hsm::testing

@@ -24,6 +24,7 @@ namespace {
 
 using ::hosn::agent::EphemeralKey;
 using ::hosn::agent::ReleaseKdf;
+using ::hosn::hsm::testing::FaultModule;
 using ::hosn::hsm::testing::Hex;
 using ::hosn::hsm::testing::kP4Dek;
 using ::hosn::hsm::testing::kP4Kek;
@@ -234,6 +235,94 @@ TEST_F(ReleaseTest, FreshDekWrapsToPeer) {
                                }),
       StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
   EXPECT_EQ(raw_->CountSessionObjects(), 0u);
+}
+
+// Faults injected mid-release by the wrapping PKCS#11 module: a failing
+// C_DeriveKey or C_WrapKey still destroys every key the release made (the
+// module counts C_DestroyObject, not the session closing), and an HSM restart
+// in the middle is recovered and retried.
+class ReleaseFaultTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    HOSN_ASSERT_OK_AND_ASSIGN(token_, SoftHsmToken::Create("hosn-release-faults"));
+    KeyStoreOptions options = OptionsFor(*token_, FaultModule::Path());
+    options.copy_keys_to_session_objects = false;
+    HOSN_ASSERT_OK_AND_ASSIGN(store_, KeyStore::Create(options));
+    HOSN_ASSERT_OK_AND_ASSIGN(
+        kek_, store_->ImportSecretKeyForTesting("kek", "1", KeyType::kAes, UnhexSecret(kP4Kek)));
+    HOSN_ASSERT_OK_AND_ASSIGN(release_key_, store_->GenerateReleaseKey("hosn-release", "r1"));
+    HOSN_ASSERT_OK_AND_ASSIGN(release_spki_, store_->ExportPublicKey(release_key_));
+    HOSN_ASSERT_OK_AND_ASSIGN(node_, EphemeralKey::Generate());
+  }
+
+  absl::StatusOr<std::string> Release() {
+    return store_->WrapDekToPeer(kek_, blob_, release_key_, node_->public_key_der(), "null", "");
+  }
+
+  // The next release works and opens to the P4 DEK on the node.
+  void ExpectReleaseWorks() {
+    HOSN_ASSERT_OK_AND_ASSIGN(std::string wrapped, Release());
+    HOSN_ASSERT_OK_AND_ASSIGN(SecretBytes dek,
+                              node_->OpenWrappedDek(release_spki_, wrapped, ReleaseKdf::kNull, ""));
+    EXPECT_EQ(Hex(Reveal(dek)), kP4Dek);
+  }
+
+  FaultModule faults_;
+  std::unique_ptr<SoftHsmToken> token_;
+  std::unique_ptr<KeyStore> store_;
+  KeyRef kek_;
+  KeyRef release_key_;
+  std::string release_spki_;
+  std::unique_ptr<EphemeralKey> node_;
+  const WrappedKey blob_{"aes-kwp", KeyType::kAes, Unhex(kP4Rfc5649)};
+};
+
+TEST_F(ReleaseFaultTest, FailingWrapKeyStillDestroysBothKeys) {
+  ASSERT_TRUE(faults_.Configure("fn=C_WrapKey,count=1,rv=CKR_GENERAL_ERROR"));
+  EXPECT_THAT(Release(), StatusIs(absl::StatusCode::kInternal, HasSubstr("C_WrapKey")));
+  EXPECT_EQ(faults_.Fired(), 1);
+  EXPECT_EQ(faults_.LiveKeys(), 0);  // the DEK and the derived key
+  EXPECT_EQ(store_->Metrics().sessions_replaced, 1u);
+  ExpectReleaseWorks();
+  EXPECT_EQ(faults_.LiveKeys(), 0);
+}
+
+TEST_F(ReleaseFaultTest, FailingDeriveKeyStillDestroysTheDek) {
+  ASSERT_TRUE(faults_.Configure("fn=C_DeriveKey,count=1,rv=CKR_GENERAL_ERROR"));
+  EXPECT_THAT(Release(), StatusIs(absl::StatusCode::kInternal, HasSubstr("C_DeriveKey")));
+  EXPECT_EQ(faults_.Fired(), 1);
+  EXPECT_EQ(faults_.LiveKeys(), 0);
+  ExpectReleaseWorks();
+  EXPECT_EQ(faults_.LiveKeys(), 0);
+}
+
+TEST_F(ReleaseFaultTest, FailingWrapToPeerInsideWithUnwrappedDek) {
+  ASSERT_TRUE(faults_.Configure("fn=C_WrapKey,count=1,rv=CKR_FUNCTION_FAILED"));
+  EXPECT_THAT(
+      store_->WithUnwrappedDek(
+          kek_, blob_,
+          [&](const UnwrappedDek& dek) {
+            return dek.WrapToPeer(release_key_, node_->public_key_der(), "null", "").status();
+          }),
+      StatusIs(absl::StatusCode::kInternal, HasSubstr("C_WrapKey")));
+  EXPECT_EQ(faults_.Fired(), 1);
+  EXPECT_EQ(faults_.LiveKeys(), 0);
+}
+
+// The HSM restarts between the unwrap and the derive: the pool recovers, the
+// release runs again on a fresh session and the node gets the P4 DEK; the
+// first attempt's DEK died with its session.
+TEST_F(ReleaseFaultTest, HsmRestartMidReleaseIsRetried) {
+  ASSERT_TRUE(faults_.Configure("fn=C_DeriveKey,count=1,rv=CKR_DEVICE_REMOVED,kill=1"));
+  ExpectReleaseWorks();
+  EXPECT_EQ(faults_.Fired(), 1);
+  const PoolMetrics metrics = store_->Metrics();
+  EXPECT_EQ(metrics.recoveries, 1u);
+  const OpMetrics& wraps = metrics.ops[static_cast<size_t>(OpKind::kWrap)];
+  EXPECT_EQ(wraps.ok, 1u);
+  EXPECT_EQ(wraps.retried, 1u);
+  RawTokenSession raw(*token_);
+  EXPECT_EQ(raw.CountSessionObjects(), 0u);
 }
 
 class MacTest : public ::testing::Test {

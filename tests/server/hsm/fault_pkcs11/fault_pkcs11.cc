@@ -108,6 +108,9 @@ struct State {
   long fired = 0;
   std::set<CK_SESSION_HANDLE> open_sessions;
   std::set<CK_SESSION_HANDLE> dead_sessions;
+  // Keys made by C_UnwrapKey or C_DeriveKey and not yet given to a
+  // successful C_DestroyObject (closing their session does not count).
+  std::set<CK_OBJECT_HANDLE> live_keys;
 };
 
 // A static object, not a leaked pointer: tests load and unload this module
@@ -321,6 +324,51 @@ CK_RV GetAttributeValue(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
   return rv;
 }
 
+void TrackNewKey(CK_RV rv, CK_OBJECT_HANDLE* key) {
+  if (rv != CKR_OK || key == nullptr) return;
+  State& state = GetState();
+  std::lock_guard<std::mutex> lock(state.mu);
+  state.live_keys.insert(*key);
+}
+
+CK_RV UnwrapKey(CK_SESSION_HANDLE session, CK_MECHANISM* mechanism, CK_OBJECT_HANDLE unwrapping_key,
+                CK_BYTE* wrapped, CK_ULONG wrapped_length, CK_ATTRIBUTE* attributes, CK_ULONG count,
+                CK_OBJECT_HANDLE* key) {
+  CK_RV rv = CKR_OK;
+  bool rewrite = false;
+  CK_ATTRIBUTE_TYPE attribute = 0;
+  if (ShouldFail("C_UnwrapKey", true, session, &rv, &rewrite, &attribute)) return rv;
+  rv = g_real->C_UnwrapKey(session, mechanism, unwrapping_key, wrapped, wrapped_length, attributes,
+                           count, key);
+  TrackNewKey(rv, key);
+  return rv;
+}
+
+CK_RV DeriveKey(CK_SESSION_HANDLE session, CK_MECHANISM* mechanism, CK_OBJECT_HANDLE base_key,
+                CK_ATTRIBUTE* attributes, CK_ULONG count, CK_OBJECT_HANDLE* key) {
+  CK_RV rv = CKR_OK;
+  bool rewrite = false;
+  CK_ATTRIBUTE_TYPE attribute = 0;
+  if (ShouldFail("C_DeriveKey", true, session, &rv, &rewrite, &attribute)) return rv;
+  rv = g_real->C_DeriveKey(session, mechanism, base_key, attributes, count, key);
+  TrackNewKey(rv, key);
+  return rv;
+}
+
+CK_RV DestroyObject(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object) {
+  CK_RV rv = CKR_OK;
+  bool rewrite = false;
+  CK_ATTRIBUTE_TYPE attribute = 0;
+  if (ShouldFail("C_DestroyObject", true, session, &rv, &rewrite, &attribute)) return rv;
+  rv = g_real->C_DestroyObject(session, object);
+  if (rv == CKR_OK) {
+    State& state = GetState();
+    std::lock_guard<std::mutex> lock(state.mu);
+    state.live_keys.erase(object);
+  }
+  return rv;
+}
+
 CK_RV GetFunctionList(CK_FUNCTION_LIST** list);
 
 bool Load() {
@@ -344,6 +392,9 @@ bool Load() {
   g_list.C_CloseAllSessions = &CloseAllSessions;
   g_list.C_Finalize = &Finalize;
   g_list.C_GetAttributeValue = &GetAttributeValue;
+  g_list.C_UnwrapKey = &UnwrapKey;
+  g_list.C_DeriveKey = &DeriveKey;
+  g_list.C_DestroyObject = &DestroyObject;
 
   if (const char* spec = std::getenv("HOSN_FAULT_PKCS11_SPEC")) {
     hosn_fault_pkcs11_configure(spec);
@@ -376,6 +427,7 @@ __attribute__((visibility("default"))) int hosn_fault_pkcs11_configure(const cha
   std::lock_guard<std::mutex> lock(state.mu);
   state.rules = ok ? rules : std::vector<Rule>();
   state.fired = 0;
+  state.live_keys.clear();
   return ok ? 0 : -1;
 }
 
@@ -383,6 +435,12 @@ __attribute__((visibility("default"))) long hosn_fault_pkcs11_fired(void) {
   State& state = GetState();
   std::lock_guard<std::mutex> lock(state.mu);
   return state.fired;
+}
+
+__attribute__((visibility("default"))) long hosn_fault_pkcs11_live_keys(void) {
+  State& state = GetState();
+  std::lock_guard<std::mutex> lock(state.mu);
+  return static_cast<long>(state.live_keys.size());
 }
 
 }  // extern "C"

@@ -35,6 +35,12 @@ int hosn_fault_pkcs11_configure(const char* spec);
 // How many calls the rules have failed (or rewritten) since configure.
 long hosn_fault_pkcs11_fired(void);
 
+// How many keys that C_UnwrapKey or C_DeriveKey made since configure have
+// not been destroyed with a successful C_DestroyObject. Closing a session
+// (which frees its objects) does not count as destroying them, so a test
+// can tell "destroyed on every path" from "the session happened to close".
+long hosn_fault_pkcs11_live_keys(void);
+
 }  // extern "C"
 
 #endif  // HOSN_TESTS_SERVER_HSM_FAULT_PKCS11_FAULT_PKCS11_H_
