@@ -16,6 +16,8 @@ PACKAGES=(
   libspdlog-dev
   # HSM, TPM and interop tools used by tests and the demo
   softhsm2 opensc swtpm swtpm-tools tpm2-tools openssl
+  # the demo asks the engine for an embedding over HTTP
+  curl
   # operator tooling exercised by tests
   prometheus
   # model bundles: Unicode NFC and case folding of paths (ICU); the bundle

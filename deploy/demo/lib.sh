@@ -15,18 +15,21 @@ hosn_log() { printf '%s\n' "$*" >&2; }
 
 # A free TCP port on 127.0.0.1 whose successor is free too (swtpm's control port).
 hosn_free_port_pair() {
-  python3 - <<'PY'
-import socket
-while True:
-    a = socket.socket(); a.bind(("127.0.0.1", 0)); port = a.getsockname()[1]
-    b = socket.socket()
-    try:
-        b.bind(("127.0.0.1", port + 1)); print(port); break
-    except OSError:
-        pass
-    finally:
-        a.close(); b.close()
-PY
+  node -e '
+    const net = require("net");
+    const probe = (port) => new Promise((ok) => {
+      const s = net.createServer().once("error", () => ok(false));
+      s.listen(port, "127.0.0.1", () => s.close(() => ok(true)));
+    });
+    (async () => {
+      for (;;) {
+        const s = net.createServer();
+        await new Promise((ok) => s.listen(0, "127.0.0.1", ok));
+        const port = s.address().port;
+        await new Promise((ok) => s.close(ok));
+        if (port < 65535 && (await probe(port + 1))) { console.log(port); return; }
+      }
+    })();'
 }
 
 # hosn_p11 DIR ARGS...: pkcs11-tool on the token of DIR (its PIN appears on
@@ -204,12 +207,21 @@ hosn_enroll() {
     --node-class "$class" --pcrs "$dir/node/pcrs.bin" --model "$model"
 }
 
-# hosn_agent DIR BUNDLE TARGET [agent flags...] -- ENGINE...: hosn-agent run as node "a".
+# hosn_agent_args DIR BUNDLE TARGET: sets HOSN_AGENT_ARGS to the arguments of
+# `hosn-agent run` as node "a" (add flags, then -- and the engine).
+hosn_agent_args() {
+  local dir="$1"
+  # shellcheck disable=SC2207
+  HOSN_AGENT_ARGS=(run $(hosn_keyd_flags "$dir" node-a) --bundle "$2" --target "$3"
+                   --signer-ca "$dir/pki/ca.pem" --tcti "$TCTI")
+}
+
+# hosn_agent DIR BUNDLE TARGET [flags...] -- ENGINE...: runs hosn-agent in the
+# foreground; its exit code.
 hosn_agent() {
-  local dir="$1" bundle="$2" target="$3"; shift 3
-  # shellcheck disable=SC2046
-  "$HOSN_BUILD/client/agent/hosn-agent" run $(hosn_keyd_flags "$dir" node-a) \
-    --bundle "$bundle" --target "$target" --signer-ca "$dir/pki/ca.pem" --tcti "$TCTI" "$@"
+  hosn_agent_args "$1" "$2" "$3"
+  shift 3
+  "$HOSN_BUILD/client/agent/hosn-agent" "${HOSN_AGENT_ARGS[@]}" "$@"
 }
 
 # hosn_flip_byte FILE OFFSET: flips the lowest bit of one byte in place.
