@@ -59,13 +59,17 @@ std::string ForeignSpki(const char* type, const char* parameter) {
   return out;
 }
 
+// A token with the P4 KEK and a release key, a node key, and the KeyStore
+// opened through `module_path`. No session copies of keys: then every
+// session object on the token is one a release made, and a count of zero
+// means all were destroyed.
 class ReleaseTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { Open(SoftHsmToken::kModulePath); }
+
+  void Open(const std::string& module_path) {
     HOSN_ASSERT_OK_AND_ASSIGN(token_, SoftHsmToken::Create("hosn-release"));
-    KeyStoreOptions options = OptionsFor(*token_);
-    // No session copies of keys: then every session object on the token is
-    // one a release made, and a count of zero means all were destroyed.
+    KeyStoreOptions options = OptionsFor(*token_, module_path);
     options.copy_keys_to_session_objects = false;
     HOSN_ASSERT_OK_AND_ASSIGN(store_, KeyStore::Create(options));
     HOSN_ASSERT_OK_AND_ASSIGN(
@@ -79,6 +83,14 @@ class ReleaseTest : public ::testing::Test {
   absl::StatusOr<std::string> Release(std::string_view peer_spki, std::string_view kdf = "null",
                                       std::string_view shared_info = "") {
     return store_->WrapDekToPeer(kek_, blob_, release_key_, peer_spki, kdf, shared_info);
+  }
+
+  // A release to `node_` works and opens to the P4 DEK on the node.
+  void ExpectReleaseWorks() {
+    HOSN_ASSERT_OK_AND_ASSIGN(std::string wrapped, Release(node_->public_key_der()));
+    HOSN_ASSERT_OK_AND_ASSIGN(SecretBytes dek,
+                              node_->OpenWrappedDek(release_spki_, wrapped, ReleaseKdf::kNull, ""));
+    EXPECT_EQ(Hex(Reveal(dek)), kP4Dek);
   }
 
   std::unique_ptr<SoftHsmToken> token_;
@@ -241,40 +253,12 @@ TEST_F(ReleaseTest, FreshDekWrapsToPeer) {
 // C_DeriveKey or C_WrapKey still destroys every key the release made (the
 // module counts C_DestroyObject, not the session closing), and an HSM restart
 // in the middle is recovered and retried.
-class ReleaseFaultTest : public ::testing::Test {
+class ReleaseFaultTest : public ReleaseTest {
  protected:
-  void SetUp() override {
-    HOSN_ASSERT_OK_AND_ASSIGN(token_, SoftHsmToken::Create("hosn-release-faults"));
-    KeyStoreOptions options = OptionsFor(*token_, FaultModule::Path());
-    options.copy_keys_to_session_objects = false;
-    HOSN_ASSERT_OK_AND_ASSIGN(store_, KeyStore::Create(options));
-    HOSN_ASSERT_OK_AND_ASSIGN(
-        kek_, store_->ImportSecretKeyForTesting("kek", "1", KeyType::kAes, UnhexSecret(kP4Kek)));
-    HOSN_ASSERT_OK_AND_ASSIGN(release_key_, store_->GenerateReleaseKey("hosn-release", "r1"));
-    HOSN_ASSERT_OK_AND_ASSIGN(release_spki_, store_->ExportPublicKey(release_key_));
-    HOSN_ASSERT_OK_AND_ASSIGN(node_, EphemeralKey::Generate());
-  }
-
-  absl::StatusOr<std::string> Release() {
-    return store_->WrapDekToPeer(kek_, blob_, release_key_, node_->public_key_der(), "null", "");
-  }
-
-  // The next release works and opens to the P4 DEK on the node.
-  void ExpectReleaseWorks() {
-    HOSN_ASSERT_OK_AND_ASSIGN(std::string wrapped, Release());
-    HOSN_ASSERT_OK_AND_ASSIGN(SecretBytes dek,
-                              node_->OpenWrappedDek(release_spki_, wrapped, ReleaseKdf::kNull, ""));
-    EXPECT_EQ(Hex(Reveal(dek)), kP4Dek);
-  }
+  void SetUp() override { Open(FaultModule::Path()); }
+  absl::StatusOr<std::string> Release() { return ReleaseTest::Release(node_->public_key_der()); }
 
   FaultModule faults_;
-  std::unique_ptr<SoftHsmToken> token_;
-  std::unique_ptr<KeyStore> store_;
-  KeyRef kek_;
-  KeyRef release_key_;
-  std::string release_spki_;
-  std::unique_ptr<EphemeralKey> node_;
-  const WrappedKey blob_{"aes-kwp", KeyType::kAes, Unhex(kP4Rfc5649)};
 };
 
 TEST_F(ReleaseFaultTest, FailingWrapKeyStillDestroysBothKeys) {
@@ -321,8 +305,8 @@ TEST_F(ReleaseFaultTest, HsmRestartMidReleaseIsRetried) {
   const OpMetrics& wraps = metrics.ops[static_cast<size_t>(OpKind::kWrap)];
   EXPECT_EQ(wraps.ok, 1u);
   EXPECT_EQ(wraps.retried, 1u);
-  RawTokenSession raw(*token_);
-  EXPECT_EQ(raw.CountSessionObjects(), 0u);
+  raw_ = std::make_unique<RawTokenSession>(*token_);  // the old one died with the restart
+  EXPECT_EQ(raw_->CountSessionObjects(), 0u);
 }
 
 class MacTest : public ::testing::Test {
