@@ -38,6 +38,16 @@ constexpr Entry kEntries[] = {
     {DenialReason::kMalformedEventLog, "malformed event log"},
     {DenialReason::kEventDigestMismatch, "event digest mismatch"},
     {DenialReason::kEventLogPcrMismatch, "event log pcr mismatch"},
+    {DenialReason::kChallengeInvalid, "challenge invalid"},
+    {DenialReason::kStaleChallenge, "stale challenge"},
+    {DenialReason::kChallengeNotForCaller, "challenge not for caller"},
+    {DenialReason::kNodeIdMismatch, "node id mismatch"},
+    {DenialReason::kUnknownNode, "unknown node"},
+    {DenialReason::kNodeRevoked, "node revoked"},
+    {DenialReason::kNoPolicy, "no policy"},
+    {DenialReason::kManifestSignatureInvalid, "manifest signature invalid"},
+    {DenialReason::kModelNotAllowed, "model not allowed"},
+    {DenialReason::kEnrollmentProofInvalid, "enrollment proof invalid"},
 };
 
 }  // namespace

@@ -50,6 +50,10 @@ void ApplyDefaults(v1::KeydConfig& config) {
   v1::LoggingConfig& logging = *config.mutable_logging();
   if (logging.level().empty()) logging.set_level("info");
   if (logging.format().empty()) logging.set_format("json");
+  v1::ReleaseConfig& release = *config.mutable_release();
+  if (release.kdf().empty()) release.set_kdf("null");
+  if (release.challenge_ttl_seconds() == 0) release.set_challenge_ttl_seconds(60);
+  if (release.enrollment_ttl_seconds() == 0) release.set_enrollment_ttl_seconds(300);
   if (config.replica_id().empty()) {
     char host[256] = {};
     if (gethostname(host, sizeof(host) - 1) == 0) config.set_replica_id(host);
@@ -86,6 +90,24 @@ absl::Status ValidateConfig(const v1::KeydConfig& config) {
   }
   if (config.limits().max_request_bytes() > (64u << 20)) {
     return Bad("limits.max_request_bytes", "at most 64 MiB");
+  }
+  const v1::ReleaseConfig& release = config.release();
+  if (!release.release_key_label().empty()) {
+    if (config.hsm().challenge_mac_key_label().empty()) {
+      return Bad("hsm.challenge_mac_key_label", "required with release.release_key_label");
+    }
+    if (release.manifest_ca_bundle_path().empty()) {
+      return Bad("release.manifest_ca_bundle_path", "required with release.release_key_label");
+    }
+    if (release.kdf() != "null" && release.kdf() != "x963-sha256") {
+      return Bad("release.kdf", "want null or x963-sha256");
+    }
+    if (release.challenge_ttl_seconds() > 3600) {
+      return Bad("release.challenge_ttl_seconds", "at most 3600");
+    }
+    if (release.enrollment_ttl_seconds() > 86400) {
+      return Bad("release.enrollment_ttl_seconds", "at most 86400");
+    }
   }
   const std::string& level = config.logging().level();
   if (level != "debug" && level != "info" && level != "warn" && level != "error") {

@@ -59,6 +59,10 @@ class HsmBackend final : public api::KeyBackend {
   // The pool's counters, or nullopt while there is no KeyStore.
   std::optional<hsm::PoolMetrics> PoolMetrics() const;
 
+  // The KeyStore while the token is ready, Unavailable otherwise; the
+  // release service (server/release) shares this connection.
+  absl::StatusOr<std::shared_ptr<hsm::KeyStore>> SharedStore() const { return Store(); }
+
   bool Ready() const override;
   absl::StatusOr<keyd::v1::SignManifestResponse> SignManifest(
       const api::PeerIdentity& caller, const keyd::v1::SignManifestRequest& request) override;

@@ -26,6 +26,7 @@
 #include "server/keyd/hsm_backend.h"
 #include "server/keyd/log.h"
 #include "server/keyd/pool_collector.h"
+#include "server/release/release_service.h"
 
 ABSL_FLAG(std::string, config, "", "Path of the configuration file (text proto or .json).");
 ABSL_FLAG(std::string, listen_address, "", "Overrides listen_address of the config file.");
@@ -172,6 +173,33 @@ int Run(int argc, char** argv) {
   }
   auto pool_collector = std::make_shared<PoolCollector>(backend->get());
 
+  // 6c. Attested release and enrollment, if configured (docs/release.md).
+  std::unique_ptr<release::ReleaseService> release_service;
+  if (!config.release().release_key_label().empty()) {
+    absl::StatusOr<std::string> ca_pem =
+        ReadFile(config.release().manifest_ca_bundle_path(), 1 << 20);
+    if (!ca_pem.ok()) {
+      Log(LogLevel::kError, "release_config_invalid", {{"error", StatusText(ca_pem.status())}});
+      return kExitConfig;
+    }
+    release::ReleaseServiceOptions release_options;
+    release_options.release_key_label = config.release().release_key_label();
+    release_options.challenge_mac_key_label = config.hsm().challenge_mac_key_label();
+    release_options.kdf = config.release().kdf();
+    release_options.challenge_ttl = absl::Seconds(config.release().challenge_ttl_seconds());
+    release_options.enrollment_ttl = absl::Seconds(config.release().enrollment_ttl_seconds());
+    release_options.manifest_ca_pem = *std::move(ca_pem);
+    HsmBackend* hsm_backend = backend->get();
+    absl::StatusOr<std::unique_ptr<release::ReleaseService>> created =
+        release::ReleaseService::Create(std::move(release_options),
+                                        [hsm_backend] { return hsm_backend->SharedStore(); });
+    if (!created.ok()) {
+      Log(LogLevel::kError, "release_config_invalid", {{"error", StatusText(created.status())}});
+      return kExitConfig;
+    }
+    release_service = *std::move(created);
+  }
+
   // 7. Metrics listener (plain HTTP; loopback or a management network only).
   std::unique_ptr<prometheus::Exposer> exposer;
   int metrics_port = 0;
@@ -204,7 +232,7 @@ int Run(int argc, char** argv) {
          {"ms", absl::StrCat(absl::ToDoubleMilliseconds(rpc.latency))}});
   };
   absl::StatusOr<std::unique_ptr<api::ApiServer>> server =
-      api::ApiServer::Start(options, api::ApiBackends{.keys = backend->get()}, metrics);
+      api::ApiServer::Start(options, api::ApiBackends{.keys = backend->get(), .release = release_service.get()}, metrics);
   if (!server.ok()) {
     Log(LogLevel::kError, "listen_failed",
         {{"address", config.listen_address()}, {"error", StatusText(server.status())}});

@@ -1,0 +1,114 @@
+// The fixture of the attested-release tests: a real hosn-keyd process over
+// loopback mTLS, a SoftHSM token provisioned as deploy/dev-token.sh does
+// (KEK, signer, release key, challenge MAC key) plus the fixed test KEK of
+// tests/common/bundle, a manifest PKI, and one real swtpm per node.
+//
+// Helpers run the node's side with the agent's own code (TpmDevice,
+// EphemeralKey) and the operator's side with plain gRPC stubs. Test-only;
+// one fixture per test, not thread-safe.
+#ifndef HOSN_TESTS_SERVER_RELEASE_RELEASE_FIXTURE_H_
+#define HOSN_TESTS_SERVER_RELEASE_RELEASE_FIXTURE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "client/agent/release/dek_opener.h"
+#include "client/agent/tpm/tpm_device.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "hosn/keyd/v1/admin.grpc.pb.h"
+#include "hosn/keyd/v1/key_release.grpc.pb.h"
+#include "tests/common/bundle/bundle_test_util.h"
+#include "tests/server/api/test_pki.h"
+#include "tests/testing/keyd_process.h"
+#include "tests/testing/softhsm_token.h"
+#include "tests/testing/swtpm_process.h"
+#include "tests/testing/test_paths.h"
+
+namespace hosn::release::testing {
+
+namespace v1 = ::hosn::keyd::v1;
+
+// A node: its swtpm and the agent's TpmDevice on it.
+struct Node {
+  std::unique_ptr<hosn::testing::SwtpmProcess> swtpm;
+  std::unique_ptr<agent::TpmDevice> tpm;
+  std::string tcti;
+};
+
+// One release attempt as a node builds it.
+struct Attempt {
+  v1::GetChallengeResponse challenge;
+  std::unique_ptr<agent::EphemeralKey> key;
+  v1::ReleaseKeyRequest request;
+};
+
+class ReleaseFixture : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+
+  // Starts hosn-keyd; `challenge_ttl` seconds per challenge.
+  void StartKeyd(int challenge_ttl_seconds = 5);
+  // A new swtpm-backed node.
+  Node NewNode(const std::string& name);
+  // Closes and reopens the node's TPM connection (so that tpm2-tools can use
+  // the swtpm meanwhile); the keys are the same primaries.
+  void Reconnect(Node& node);
+  // tpm2_pcrextend of `pcr` in the sha256 bank with a fixed digest.
+  void ExtendPcr(Node& node, int pcr);
+
+  // TPM2B_PUBLIC of a marshalled TPMT_PUBLIC.
+  static std::string To2b(const std::vector<uint8_t>& tpmt);
+
+  // Enrollment: BeginEnrollment -> ActivateCredential -> EnrollNode.
+  grpc::Status Enroll(Node& node, const std::string& node_id, const std::string& node_class);
+  // Policy for `node_class`: the node's current sha256 PCRs 0-7 as golden.
+  grpc::Status SetPolicyFromNode(Node& node, const std::string& node_class,
+                                 const std::vector<std::string>& models,
+                                 v1::SetReleasePolicyResponse* response = nullptr);
+  grpc::Status RevokeNode(const std::string& node_id);
+
+  // A canonical manifest of `model` whose wrapped DEK is the test DEK under
+  // the imported test KEK, and its CMS signature by `pki`'s signer.
+  std::string Manifest(const std::string& model);
+  std::string Sign(const std::string& manifest, const bundle::testing::TestPki& pki);
+
+  grpc::Status GetChallenge(const std::string& client, v1::GetChallengeResponse* response);
+  // Challenge (as `client`), fresh ephemeral key, quote over sha256 PCRs
+  // `pcrs` with the bound qualifyingData, manifest of `model` signed by the
+  // manifest PKI.
+  absl::StatusOr<Attempt> Prepare(Node& node, const std::string& client,
+                                  const std::string& model = "embeddings-en",
+                                  const std::vector<uint32_t>& pcrs = {0, 1, 2, 3, 4, 5, 6, 7});
+  grpc::Status Release(const std::string& client, const v1::ReleaseKeyRequest& request,
+                       v1::ReleaseKeyResponse* response);
+
+  // The DEK `response` opens to with `key`, or the opener's error.
+  absl::StatusOr<std::string> Open(const agent::EphemeralKey& key,
+                                   const v1::ReleaseKeyResponse& response);
+
+  // The whole audit log text, and the Prometheus scrape.
+  std::string AuditText() const;
+  std::string Metrics() const;
+
+  std::shared_ptr<grpc::Channel> ChannelFor(const std::string& client) const {
+    return pki_.Channel(keyd_->grpc_port(), client);
+  }
+
+  hosn::testing::ScopedTempDir dir_;
+  hosn::testing::DevPki pki_;
+  std::unique_ptr<hosn::testing::SoftHsmToken> token_;
+  bundle::testing::TestPki manifest_pki_;
+  bundle::testing::TestPki other_pki_;
+  std::unique_ptr<hosn::testing::KeydProcess> keyd_;
+};
+
+// The fixed test DEK as bytes.
+std::string KnownDek();
+
+}  // namespace hosn::release::testing
+
+#endif  // HOSN_TESTS_SERVER_RELEASE_RELEASE_FIXTURE_H_

@@ -1,0 +1,309 @@
+// Attested key release end to end: a real hosn-keyd with a SoftHSM token,
+// real swtpm nodes driven by the agent's TpmDevice, real mTLS identities.
+// Each test enrolls through BeginEnrollment -> ActivateCredential ->
+// EnrollNode, sets a policy from the swtpm's PCRs, and asks for the model
+// key; denials are checked by their audit entry and metric label.
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/tpm/marshal.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/server/release/release_fixture.h"
+#include "tests/testing/status_matchers.h"
+
+namespace hosn::release::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kClass[] = "gpu-a100";
+constexpr char kModel[] = "embeddings-en";
+
+class ReleaseTest : public ReleaseFixture {
+ protected:
+  // Node A enrolled in kClass, whose policy is A's current PCRs and kModel.
+  void EnrollNodeA() {
+    ASSERT_NO_FATAL_FAILURE(StartKeyd());
+    a_ = NewNode("a");
+    ASSERT_NE(a_.tpm, nullptr);
+    grpc::Status enrolled = Enroll(a_, "a", kClass);
+    ASSERT_TRUE(enrolled.ok()) << enrolled.error_message();
+    grpc::Status policy = SetPolicyFromNode(a_, kClass, {kModel});
+    ASSERT_TRUE(policy.ok()) << policy.error_message();
+  }
+
+  // Expects `request` from `client` to be denied, with `audit_text` in the
+  // audit log and `label` as a denial metric label.
+  void ExpectDenied(const std::string& client, const v1::ReleaseKeyRequest& request,
+                    const std::string& audit_text, const std::string& label) {
+    v1::ReleaseKeyResponse response;
+    grpc::Status status = Release(client, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+    EXPECT_EQ(status.error_message(), "denied");
+    EXPECT_TRUE(response.wrapped_dek().empty());
+    EXPECT_THAT(AuditText(), HasSubstr(audit_text));
+    EXPECT_THAT(Metrics(), HasSubstr(absl::StrCat("reason=\"", label, "\"")));
+  }
+
+  Node a_;
+};
+
+// KAT: a good boot obtains the manifest's DEK, which opens only with the
+// node's ephemeral key; the audit entry names node, class, model, reference
+// set and policy version.
+TEST_F(ReleaseTest, GoodBootReleasesKnownDek) {
+  ASSERT_NO_FATAL_FAILURE(EnrollNodeA());
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt attempt, Prepare(a_, "node-a"));
+  EXPECT_EQ(attempt.challenge.nonce().size(), 32u);
+  v1::ReleaseKeyResponse response;
+  grpc::Status status = Release("node-a", attempt.request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.wrap_scheme(), "ecdh-p256-kwp");
+  EXPECT_EQ(response.wrap_kdf(), "null");
+  EXPECT_GT(response.audit_sequence(), 0u);
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string dek, Open(*attempt.key, response));
+  EXPECT_EQ(dek, KnownDek());
+  // The wrapped bytes are not the DEK and not the KEK-wrapped blob.
+  EXPECT_THAT(response.wrapped_dek(), Not(HasSubstr(KnownDek())));
+  EXPECT_NE(response.wrapped_dek(), bundle::testing::TestWrappedDek());
+
+  const std::string audit = AuditText();
+  EXPECT_THAT(audit, HasSubstr("\"outcome\":\"granted\""));
+  EXPECT_THAT(audit, HasSubstr("golden-swtpm"));
+  EXPECT_THAT(audit, HasSubstr(kModel));
+  EXPECT_THAT(audit, HasSubstr(kClass));
+  EXPECT_THAT(audit, HasSubstr("policy_version"));
+}
+
+// A changed boot (PCR 7 extended after the policy was set) is denied, and
+// the audit entry and metric name the PCR.
+TEST_F(ReleaseTest, ExtendedPcrIsDenied) {
+  ASSERT_NO_FATAL_FAILURE(EnrollNodeA());
+  ExtendPcr(a_, 7);
+  ASSERT_NE(a_.tpm, nullptr);
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt attempt, Prepare(a_, "node-a"));
+  ExpectDenied("node-a", attempt.request, "pcr 7 mismatch", "pcr mismatch");
+}
+
+// A captured request replayed within the TTL yields a blob that only the
+// original ephemeral private key opens; with another ephemeral key in it, the
+// quote no longer matches; after the TTL it is refused as stale.
+TEST_F(ReleaseTest, ReplayIsUseless) {
+  ASSERT_NO_FATAL_FAILURE(EnrollNodeA());
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt attempt, Prepare(a_, "node-a"));
+  v1::ReleaseKeyResponse first;
+  ASSERT_TRUE(Release("node-a", attempt.request, &first).ok());
+
+  v1::ReleaseKeyResponse replayed;
+  ASSERT_TRUE(Release("node-a", attempt.request, &replayed).ok());
+  HOSN_ASSERT_OK_AND_ASSIGN(std::unique_ptr<agent::EphemeralKey> attacker,
+                            agent::EphemeralKey::Generate());
+  EXPECT_THAT(Open(*attacker, replayed),
+              hosn::testing::StatusIs(absl::StatusCode::kDataLoss, HasSubstr("integrity")));
+
+  v1::ReleaseKeyRequest swapped = attempt.request;
+  swapped.set_ephemeral_public_key(attacker->public_key_der());
+  ExpectDenied("node-a", swapped, "nonce mismatch", "nonce mismatch");
+
+  // The fixture's TTL is 5 s; the token's expiry has second granularity.
+  std::this_thread::sleep_for(std::chrono::milliseconds(6500));
+  ExpectDenied("node-a", attempt.request, "stale challenge", "stale challenge");
+}
+
+// Node B (its own swtpm, its own certificate, enrolled in the same class)
+// cannot obtain node A's key: A's challenge is bound to A's identity, B's own
+// challenge does not match A's quote, and an unenrolled identity is unknown.
+TEST_F(ReleaseTest, NodeBCannotObtainNodeAKey) {
+  ASSERT_NO_FATAL_FAILURE(EnrollNodeA());
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt a_attempt, Prepare(a_, "node-a"));
+
+  // Before B is enrolled: unknown node.
+  ExpectDenied("node-b", a_attempt.request, "unknown node", "unknown node");
+
+  Node b = NewNode("b");
+  ASSERT_NE(b.tpm, nullptr);
+  ASSERT_TRUE(Enroll(b, "b", kClass).ok());
+  // A's whole request sent over B's mTLS identity.
+  ExpectDenied("node-b", a_attempt.request, "challenge not for caller", "challenge not for caller");
+  // B's own challenge with A's quote (bound to A's nonce): B's AK did not
+  // sign it.
+  v1::GetChallengeResponse b_challenge;
+  ASSERT_TRUE(GetChallenge("node-b", &b_challenge).ok());
+  v1::ReleaseKeyRequest mixed = a_attempt.request;
+  mixed.set_challenge(b_challenge.challenge());
+  ExpectDenied("node-b", mixed, "bad signature", "bad signature");
+  // A node id in the request that is not the certificate's (refused by the
+  // API layer before the release service runs).
+  v1::ReleaseKeyRequest claimed = a_attempt.request;
+  claimed.set_node_id("a");
+  v1::ReleaseKeyResponse response;
+  EXPECT_EQ(Release("node-b", claimed, &response).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(response.wrapped_dek().empty());
+  EXPECT_THAT(AuditText(), HasSubstr("node may only act for itself"));
+}
+
+// An AK from another TPM cannot be enrolled: B's TPM cannot activate a
+// credential made for A's AK under B's EK, and a guessed secret is refused.
+TEST_F(ReleaseTest, AkFromAnotherTpmCannotBeEnrolled) {
+  ASSERT_NO_FATAL_FAILURE(StartKeyd());
+  Node a = NewNode("a");
+  Node b = NewNode("b");
+  ASSERT_NE(a.tpm, nullptr);
+  ASSERT_NE(b.tpm, nullptr);
+  HOSN_ASSERT_OK_AND_ASSIGN(tpm::Bytes a_ak, a.tpm->AttestationKeyPublic());
+  HOSN_ASSERT_OK_AND_ASSIGN(tpm::Bytes b_ek, b.tpm->EndorsementKeyPublic());
+
+  auto stub = v1::AdminService::NewStub(ChannelFor("operator"));
+  v1::BeginEnrollmentRequest begin;
+  begin.set_node_id("a");
+  begin.set_node_class(kClass);
+  begin.set_ak_public(To2b(a_ak));
+  begin.set_ek_public(To2b(b_ek));
+  v1::BeginEnrollmentResponse challenge;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub->BeginEnrollment(&context, begin, &challenge).ok());
+  }
+  // B's TPM holds its own AK, whose name differs from A's: refused.
+  EXPECT_FALSE(
+      b.tpm
+          ->ActivateCredential(
+              tpm::Bytes(challenge.credential_blob().begin(), challenge.credential_blob().end()),
+              tpm::Bytes(challenge.encrypted_secret().begin(), challenge.encrypted_secret().end()))
+          .ok());
+  v1::EnrollNodeRequest enroll;
+  enroll.set_node_id("a");
+  enroll.set_node_class(kClass);
+  enroll.set_ak_public(begin.ak_public());
+  enroll.set_ek_public(begin.ek_public());
+  enroll.set_activation_secret(std::string(32, '\x42'));
+  enroll.set_enrollment_token(challenge.enrollment_token());
+  v1::EnrollNodeResponse response;
+  grpc::ClientContext context;
+  grpc::Status status = stub->EnrollNode(&context, enroll, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(AuditText(), HasSubstr("enrollment proof invalid"));
+
+  // An AK without restricted is refused before any challenge (T1).
+  HOSN_ASSERT_OK_AND_ASSIGN(TPMT_PUBLIC ak, tpm::UnmarshalPublic(a_ak));
+  ak.objectAttributes &= ~TPMA_OBJECT_RESTRICTED;
+  HOSN_ASSERT_OK_AND_ASSIGN(tpm::Bytes weak, tpm::MarshalPublic(ak));
+  begin.set_ak_public(To2b(weak));
+  grpc::ClientContext weak_context;
+  status = stub->BeginEnrollment(&weak_context, begin, &challenge);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(AuditText(), HasSubstr("restricted"));
+}
+
+// A revocation takes effect on the very next request.
+TEST_F(ReleaseTest, RevokedNodeDeniedAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(EnrollNodeA());
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt attempt, Prepare(a_, "node-a"));
+  v1::ReleaseKeyResponse response;
+  ASSERT_TRUE(Release("node-a", attempt.request, &response).ok());
+  ASSERT_TRUE(RevokeNode("a").ok());
+  ExpectDenied("node-a", attempt.request, "node revoked", "node revoked");
+}
+
+// A model outside the class's list, a manifest signed under another CA, and
+// a manifest altered after signing are denied.
+TEST_F(ReleaseTest, ManifestAndModelChecks) {
+  ASSERT_NO_FATAL_FAILURE(EnrollNodeA());
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt other_model, Prepare(a_, "node-a", "chat-large"));
+  ExpectDenied("node-a", other_model.request, "model chat-large not allowed", "model not allowed");
+
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt attempt, Prepare(a_, "node-a"));
+  v1::ReleaseKeyRequest other_ca = attempt.request;
+  other_ca.set_manifest_signature(Sign(other_ca.manifest(), other_pki_));
+  ExpectDenied("node-a", other_ca, "manifest signature invalid", "manifest signature invalid");
+
+  v1::ReleaseKeyRequest altered = attempt.request;
+  altered.set_manifest(Manifest("chat-large"));  // signature still over the original
+  ExpectDenied("node-a", altered, "manifest signature invalid", "manifest signature invalid");
+}
+
+// Every byte region of the challenge token is covered: altering the version,
+// identity, nonce, expiry or MAC, or the length, is denied.
+TEST_F(ReleaseTest, TamperedChallengeTokenDenied) {
+  ASSERT_NO_FATAL_FAILURE(EnrollNodeA());
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt attempt, Prepare(a_, "node-a"));
+  for (size_t offset : {0, 1, 40, 72, 100}) {
+    v1::ReleaseKeyRequest tampered = attempt.request;
+    std::string token = tampered.challenge();
+    token[offset] ^= 0x01;
+    tampered.set_challenge(token);
+    SCOPED_TRACE(offset);
+    ExpectDenied("node-a", tampered, "challenge invalid", "challenge invalid");
+  }
+  v1::ReleaseKeyRequest longer = attempt.request;
+  longer.set_challenge(attempt.request.challenge() + "x");
+  ExpectDenied("node-a", longer, "challenge invalid: wrong length", "challenge invalid");
+  // The untouched request still works.
+  v1::ReleaseKeyResponse response;
+  EXPECT_TRUE(Release("node-a", attempt.request, &response).ok());
+}
+
+// T2, T4, T5 and T7 through the daemon (the verifier's own tests cover each
+// byte-level case; here the daemon must pass the evidence through intact).
+TEST_F(ReleaseTest, QuoteCasesThroughDaemon) {
+  ASSERT_NO_FATAL_FAILURE(EnrollNodeA());
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt attempt, Prepare(a_, "node-a"));
+  // T2: one bit of the signature, one of the attest body.
+  v1::ReleaseKeyRequest bad_signature = attempt.request;
+  std::string signature = bad_signature.quote_signature();
+  signature[signature.size() - 5] ^= 0x01;
+  bad_signature.set_quote_signature(signature);
+  ExpectDenied("node-a", bad_signature, "bad signature", "bad signature");
+  v1::ReleaseKeyRequest bad_body = attempt.request;
+  std::string body = bad_body.quote();
+  body[body.size() - 3] ^= 0x01;
+  bad_body.set_quote(body);
+  ExpectDenied("node-a", bad_body, "bad signature", "bad signature");
+  // T4: PCR values that do not hash to the quote's pcrDigest.
+  v1::ReleaseKeyRequest bad_pcr = attempt.request;
+  (*bad_pcr.mutable_pcr_values(0)->mutable_digest())[0] ^= 0x01;
+  ExpectDenied("node-a", bad_pcr, "digest", "pcr digest mismatch");
+  // T4: only PCRs 0-6 quoted.
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt short_quote,
+                            Prepare(a_, "node-a", kModel, {0, 1, 2, 3, 4, 5, 6}));
+  ExpectDenied("node-a", short_quote.request, "pcr 7", "pcr not quoted");
+  // T5: a selection of 0-23 verifies and releases.
+  std::vector<uint32_t> all;
+  for (uint32_t i = 0; i <= 23; ++i) all.push_back(i);
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt wide, Prepare(a_, "node-a", kModel, all));
+  v1::ReleaseKeyResponse response;
+  grpc::Status status = Release("node-a", wide.request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string dek, Open(*wide.key, response));
+  EXPECT_EQ(dek, KnownDek());
+  // T7: the agent refuses to send more than 32 bytes of qualifyingData.
+  EXPECT_THAT(a_.tpm->Quote({{TPM2_ALG_SHA256, {0}}}, std::vector<uint8_t>(33, 1)),
+              hosn::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                      HasSubstr("nonce too large for this TPM")));
+}
+
+// A policy change on the token is seen by the next release (no cache), and
+// SetReleasePolicy refuses a policy without golden values.
+TEST_F(ReleaseTest, PolicyChangesTakeEffectAndAreValidated) {
+  ASSERT_NO_FATAL_FAILURE(EnrollNodeA());
+  v1::SetReleasePolicyResponse version;
+  ASSERT_TRUE(SetPolicyFromNode(a_, kClass, {"other-model"}, &version).ok());
+  EXPECT_EQ(version.policy_version(), 2u);
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt attempt, Prepare(a_, "node-a"));
+  ExpectDenied("node-a", attempt.request, "not allowed", "model not allowed");
+
+  auto stub = v1::AdminService::NewStub(ChannelFor("operator"));
+  v1::SetReleasePolicyRequest empty;
+  empty.set_node_class(kClass);
+  empty.add_allowed_models(kModel);
+  v1::SetReleasePolicyResponse response;
+  grpc::ClientContext context;
+  EXPECT_EQ(stub->SetReleasePolicy(&context, empty, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+}  // namespace
+}  // namespace hosn::release::testing
