@@ -90,8 +90,37 @@ absl::StatusOr<std::string> EcSpki(std::string_view ec_params, std::string_view 
   return FromData("EC", builder.get());
 }
 
+namespace {
+
+// DER of SubjectPublicKeyInfo { id-ecPublicKey, prime256v1 } up to the BIT
+// STRING of a 65-byte uncompressed point: what OpenSSL, Go and Java write.
+constexpr std::string_view kP256SpkiPrefix = std::string_view(
+    "\x30\x59\x30\x13\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06\x08\x2a\x86\x48\xce\x3d"
+    "\x03\x01\x07\x03\x42\x00",
+    26);
+
+// Whether `point` (uncompressed) is on P-256. EC_POINT_oct2point refuses
+// points off the curve; P-256 has cofactor 1, so that is the whole check.
+bool OnP256(std::string_view point) {
+  static const EC_GROUP* group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+  std::unique_ptr<EC_POINT, Deleter<EC_POINT, EC_POINT_free>> p(EC_POINT_new(group));
+  return group != nullptr && p != nullptr &&
+         EC_POINT_oct2point(group, p.get(), reinterpret_cast<const unsigned char*>(point.data()),
+                            point.size(), nullptr) == 1;
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> P256PointFromSpki(std::string_view spki) {
   if (spki.empty() || spki.size() > 1024) return absl::InvalidArgumentError("malformed peer spki");
+  // Fast path for the canonical encoding (the general decoder below costs
+  // about 170 us per call with OpenSSL 3, as much as the HSM's own work).
+  if (spki.size() == kP256SpkiPrefix.size() + 65 && spki.substr(0, 26) == kP256SpkiPrefix &&
+      spki[26] == 0x04) {
+    const std::string_view point = spki.substr(26);
+    if (!OnP256(point)) return absl::InvalidArgumentError("peer key is not a P-256 key");
+    return std::string(point);
+  }
   const auto* p = reinterpret_cast<const unsigned char*>(spki.data());
   EvpPkeyPtr key(d2i_PUBKEY(nullptr, &p, static_cast<long>(spki.size())));
   if (key == nullptr || p != reinterpret_cast<const unsigned char*>(spki.data()) + spki.size()) {
