@@ -74,12 +74,18 @@ class HosnctlLineageTest : public KeydFixture {
     merged_ = Pack(Model("merged", 3), "merged.bundle", "tiny-merged");
     dataset_ = dir_.Join("chat.jsonl");
     WriteFileOrDie(dataset_, "{\"q\": \"hi\", \"a\": \"hello\"}\n");
+    // Stand-ins for the training host's quote (carried, not yet checked).
+    WriteFileOrDie(dir_.Join("quote.attest"), "\xffTCG-attest-bytes");
+    WriteFileOrDie(dir_.Join("quote.sig"), "signature-bytes");
+    WriteFileOrDie(dir_.Join("ak.pub"), "ak-public-bytes");
     adapter_env_ = dir_.Join("adapter.dsse.json");
     merge_env_ = dir_.Join("merge.dsse.json");
-    ASSERT_EQ(Lineage(absl::StrCat("sign --kind lora-adapter --base ", base_, " --output ",
-                                   adapter_, " --ca ", ca_, " --dataset chat=", dataset_,
-                                   " --param lr=0.0002 --param rank=8 --out ", adapter_env_,
-                                   KeydFlags("signer"))),
+    ASSERT_EQ(Lineage(absl::StrCat(
+                  "sign --kind lora-adapter --base ", base_, " --output ", adapter_, " --ca ", ca_,
+                  " --dataset chat=", dataset_, " --param lr=0.0002 --param rank=8 --quote-attest ",
+                  dir_.Join("quote.attest"), " --quote-signature ", dir_.Join("quote.sig"),
+                  " --quote-ak-public ", dir_.Join("ak.pub"), " --out ", adapter_env_,
+                  KeydFlags("signer"))),
               0)
         << Err() << keyd_->Log();
     EXPECT_THAT(Out(), HasSubstr("signed lora-adapter tiny-lora@1.0"));
@@ -147,6 +153,22 @@ TEST_F(HosnctlLineageTest, ThreeStepChainVerifies) {
             lineage::Sha256Hex(ReadFileOrDie(adapter_env_)));
   EXPECT_EQ(statement->subject(0).digest().at("sha256"),
             lineage::Sha256Hex(ReadFileOrDie(merged_ + "/manifest.json")));
+  auto adapter = lineage::ParseEnvelope(ReadFileOrDie(adapter_env_));
+  ASSERT_THAT(adapter.status(), IsOk());
+  auto adapter_statement = lineage::ParseStatement(adapter->payload());
+  ASSERT_THAT(adapter_statement.status(), IsOk());
+  const auto& quote = adapter_statement->predicate().training_host_quote();
+  EXPECT_EQ(quote.attest(), "\xffTCG-attest-bytes");
+  EXPECT_EQ(quote.ak_public(), "ak-public-bytes");
+  EXPECT_EQ(adapter_statement->predicate().datasets(0).sha256(),
+            lineage::Sha256Hex(ReadFileOrDie(dataset_)));
+  // Every signature is an audited decision naming its subject.
+  std::string audit;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir_.Join("audit"))) {
+    if (entry.is_regular_file()) audit += ReadFileOrDie(entry.path().string());
+  }
+  EXPECT_THAT(audit, HasSubstr("lineage.sign"));
+  EXPECT_THAT(audit, HasSubstr(statement->subject(0).digest().at("sha256")));
   // Envelopes are never overwritten.
   EXPECT_EQ(Lineage(absl::StrCat("sign --kind fine-tune --base ", base_, " --output ", adapter_,
                                  " --ca ", ca_, " --out ", merge_env_, KeydFlags("signer"))),
