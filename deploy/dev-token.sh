@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Creates a development SoftHSM token in a folder of its own. Idempotent:
-# running it again on the same folder reuses the token and its PIN files.
+# Creates a development SoftHSM token in a folder of its own, with the
+# release key "hosn-release" (EC P-256, derive only) and the challenge MAC key
+# "hosn-challenge-mac" that hosn-keyd expects. Idempotent: running it again on
+# the same folder reuses the token, its PIN files and its keys. Keys are made
+# by `hosn-hsm-selftest create-key` (KeyStore's own attributes), from
+# $HOSN_HSM_TOOL or build/release/server/hsm/tools/hosn-hsm-selftest.
 #
 #   eval "$(bash deploy/dev-token.sh /var/tmp/hosn-token [LABEL])"
 #
@@ -60,6 +64,17 @@ if [ -z "$serial" ]; then
   echo "dev-token: cannot find the serial of token '$label'" >&2
   exit 1
 fi
+
+tool="${HOSN_HSM_TOOL:-$(cd "$(dirname "$0")/.." && pwd)/build/release/server/hsm/tools/hosn-hsm-selftest}"
+if [ ! -x "$tool" ]; then
+  echo "dev-token: $tool is missing; build the target hosn-hsm-selftest or set HOSN_HSM_TOOL" >&2
+  exit 1
+fi
+for key in "release hosn-release 03" "challenge-mac hosn-challenge-mac 04"; do
+  set -- $key
+  "$tool" create-key --kind="$1" --key_label="$2" --key_id="$3" \
+    --uri="pkcs11:token=$label;serial=$serial" --module="$module" --pin="file:$dir/user.pin" >&2
+done
 
 echo "export SOFTHSM2_CONF='$conf'"
 echo "export HOSN_HSM_MODULE='$module'"

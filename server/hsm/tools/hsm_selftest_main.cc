@@ -4,7 +4,15 @@
 //       --module=/usr/lib/softhsm/libsofthsm2.so --pin=file:/path/user.pin
 //   (one command line)
 //
-// Generates two KEKs, a DEK wrapped under the first, rewraps it under the
+//   hosn-hsm-selftest create-key --kind=release|challenge-mac|kek
+//       --key_label=hosn-release --key_id=03 [--public_key_out=release.der]
+//       --uri=... --module=... --pin=...
+//   creates one key with the attributes hosn-keyd expects (KeyStore's
+//   GenerateReleaseKey, GenerateMacKey or GenerateKek) and keeps it; a key
+//   that already exists is reported and left alone (exit 0), so dev scripts
+//   can run it again. Used by deploy/dev-token.sh and deploy/config/dev-keyd.sh.
+//
+// Without a subcommand: generates two KEKs, a DEK wrapped under the first, rewraps it under the
 // second and checks that both unwrap to the same key (by check value),
 // generates an EC P-256 signing key, signs, and verifies the signature with
 // OpenSSL. Prints each step; exits 1 on the first failure. Keys it created
@@ -36,6 +44,11 @@ ABSL_FLAG(std::string, label_prefix, "hosn-selftest", "Prefix of the labels of c
 ABSL_FLAG(std::string, out_dir, "",
           "If set, write pub.der, message.txt and signature.der here for an external check");
 ABSL_FLAG(bool, keep, false, "Keep the created keys on the token");
+ABSL_FLAG(std::string, kind, "", "create-key: release, challenge-mac or kek");
+ABSL_FLAG(std::string, key_label, "", "create-key: CKA_LABEL of the new key");
+ABSL_FLAG(std::string, key_id, "", "create-key: CKA_ID of the new key (bytes as given)");
+ABSL_FLAG(std::string, public_key_out, "",
+          "create-key --kind=release: write the public key (DER SPKI) here");
 
 namespace {
 
@@ -68,16 +81,48 @@ absl::Status WriteFile(const std::string& path, const std::string& bytes) {
   return out.good() ? absl::OkStatus() : absl::InternalError(absl::StrCat("cannot write ", path));
 }
 
-absl::Status Run(std::vector<KeyRef>& created, std::unique_ptr<KeyStore>& store) {
-  const std::string prefix = absl::GetFlag(FLAGS_label_prefix);
-
-  // 1. Open the token.
+absl::StatusOr<std::unique_ptr<KeyStore>> OpenStore() {
   hosn::hsm::KeyStoreOptions options;
   options.uri = absl::GetFlag(FLAGS_uri);
   options.module_path = absl::GetFlag(FLAGS_module);
   options.pin_reference = absl::GetFlag(FLAGS_pin);
-  HOSN_ASSIGN_OR_RETURN(store, KeyStore::Create(options));
-  Step(absl::StrCat("opened ", options.uri, " (pool of ", options.pool_size, " sessions)"));
+  return KeyStore::Create(options);
+}
+
+// The create-key subcommand.
+absl::Status CreateKey() {
+  const std::string kind = absl::GetFlag(FLAGS_kind);
+  const std::string label = absl::GetFlag(FLAGS_key_label);
+  const std::string id = absl::GetFlag(FLAGS_key_id);
+  if (label.empty()) return absl::InvalidArgumentError("--key_label is required");
+  HOSN_ASSIGN_OR_RETURN(std::unique_ptr<KeyStore> store, OpenStore());
+  absl::StatusOr<KeyRef> key = absl::InvalidArgumentError(
+      absl::StrCat("--kind must be release, challenge-mac or kek, not '", kind, "'"));
+  if (kind == "release") key = store->GenerateReleaseKey(label, id);
+  if (kind == "challenge-mac") key = store->GenerateMacKey(label, id);
+  if (kind == "kek") key = store->GenerateKek(label, id);
+  if (absl::IsAlreadyExists(key.status())) {
+    Step(absl::StrCat(kind, " key '", label, "' exists already; left as it is"));
+  } else if (!key.ok()) {
+    return key.status();
+  } else {
+    Step(absl::StrCat("created ", kind, " key '", label, "'"));
+  }
+  const std::string out = absl::GetFlag(FLAGS_public_key_out);
+  if (kind == "release" && !out.empty()) {
+    HOSN_ASSIGN_OR_RETURN(std::string spki, store->ExportPublicKey(KeyRef::ReleaseKey(label, id)));
+    HOSN_RETURN_IF_ERROR(WriteFile(out, spki));
+    Step(absl::StrCat("wrote its public key to ", out));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Run(std::vector<KeyRef>& created, std::unique_ptr<KeyStore>& store) {
+  const std::string prefix = absl::GetFlag(FLAGS_label_prefix);
+
+  // 1. Open the token.
+  HOSN_ASSIGN_OR_RETURN(store, OpenStore());
+  Step(absl::StrCat("opened ", absl::GetFlag(FLAGS_uri)));
 
   // 2. Two KEKs: AES-256, sensitive, non-extractable, wrap/unwrap only.
   HOSN_ASSIGN_OR_RETURN(KeyRef kek1, store->GenerateKek(prefix + "-kek-1", "1"));
@@ -132,7 +177,19 @@ absl::Status Run(std::vector<KeyRef>& created, std::unique_ptr<KeyStore>& store)
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() > 1) {
+    if (std::string(args[1]) != "create-key" || args.size() > 2) {
+      std::fprintf(stderr, "usage: hosn-hsm-selftest [create-key --kind=... --key_label=...]\n");
+      return 2;
+    }
+    const absl::Status status = CreateKey();
+    if (!status.ok()) {
+      std::fprintf(stderr, "create-key: FAILED: %s\n", status.ToString().c_str());
+      return 1;
+    }
+    return 0;
+  }
   std::vector<KeyRef> created;
   std::unique_ptr<KeyStore> store;
   absl::Status status = Run(created, store);
