@@ -32,6 +32,15 @@ p11() { pkcs11-tool --module "$module" --token-label hosn-dev --login --pin "$pi
 p11 --keygen --key-type AES:32 --label hosn-kek --id 01 --sensitive >/dev/null 2>&1
 p11 --keypairgen --key-type EC:prime256v1 --label hosn-signer --id 02 >/dev/null 2>&1
 p11 --read-object --type pubkey --label hosn-signer -o "$dev/signer.der" >/dev/null 2>&1
+# Release key "hosn-release" (EC P-256, derive only) and challenge MAC key
+# "hosn-challenge-mac", made by the HSM tool so they carry KeyStore's exact
+# attributes (pkcs11-tool cannot make a derive-only, never-extractable pair).
+tool="${HOSN_HSM_TOOL:-build/release/server/hsm/tools/hosn-hsm-selftest}"
+for key in "release hosn-release 03" "challenge-mac hosn-challenge-mac 04"; do
+  set -- $key
+  "$tool" create-key --kind="$1" --key_label="$2" --key_id="$3" --uri="pkcs11:token=hosn-dev" \
+    --module="$module" --pin="file:$(pwd)/$dev/pin" >/dev/null
+done
 openssl pkey -pubin -inform DER -in "$dev/signer.der" -out "$dev/signer.pub.pem"
 bash deploy/pki/dev-pki.sh "$dev/pki" --hsm-signer "$dev/signer.pub.pem" >/dev/null
 
