@@ -95,6 +95,26 @@ std::string OsslError() {
   return text;
 }
 
+// Prints `message` as JSON (compact unless `indent`).
+absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message, bool indent) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = indent;
+  std::string out;
+  if (!google::protobuf::util::MessageToJsonString(message, &out, options).ok()) {
+    return absl::InternalError("lineage: JSON printer failed");
+  }
+  return out;
+}
+
+// Parses JSON into `message`; false if it is not JSON of the schema.
+bool FromJson(std::string_view bytes, bool ignore_unknown, google::protobuf::Message* message) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = ignore_unknown;
+  return google::protobuf::util::JsonStringToMessage(
+             google::protobuf::StringPiece(bytes.data(), bytes.size()), message, options)
+      .ok();
+}
+
 }  // namespace
 
 std::string Sha256Hex(std::string_view bytes) {
@@ -219,12 +239,7 @@ absl::StatusOr<LineageStatement> MakeStatement(const LineagePredicate& predicate
 absl::StatusOr<std::string> SerializeStatement(const LineageStatement& statement) {
   HOSN_RETURN_IF_ERROR(ValidateStatement(statement));
   // Compact, JSON names, default values omitted: one byte string per value.
-  google::protobuf::util::JsonPrintOptions options;
-  std::string out;
-  if (!google::protobuf::util::MessageToJsonString(statement, &out, options).ok()) {
-    return absl::InternalError("statement: JSON printer failed");
-  }
-  return out;
+  return ToJson(statement, /*indent=*/false);
 }
 
 absl::StatusOr<LineageStatement> ParseStatement(std::string_view payload) {
@@ -233,11 +248,7 @@ absl::StatusOr<LineageStatement> ParseStatement(std::string_view payload) {
                        absl::StrCat(payload.size(), " bytes"));
   }
   LineageStatement statement;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = false;
-  if (!google::protobuf::util::JsonStringToMessage(
-           google::protobuf::StringPiece(payload.data(), payload.size()), &statement, options)
-           .ok()) {
+  if (!FromJson(payload, /*ignore_unknown=*/false, &statement)) {
     return BundleError(absl::StatusCode::kInvalidArgument, "statement_not_json", "payload");
   }
   HOSN_RETURN_IF_ERROR(ValidateStatement(statement));
@@ -257,13 +268,7 @@ absl::StatusOr<std::string> SerializeEnvelope(const DsseEnvelope& envelope) {
   if (envelope.signatures_size() == 0) {
     return BundleError(absl::StatusCode::kInvalidArgument, "envelope_malformed", "no signature");
   }
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  std::string out;
-  if (!google::protobuf::util::MessageToJsonString(envelope, &out, options).ok()) {
-    return absl::InternalError("envelope: JSON printer failed");
-  }
-  return out;
+  return ToJson(envelope, /*indent=*/true);
 }
 
 absl::StatusOr<DsseEnvelope> ParseEnvelope(std::string_view bytes) {
@@ -272,11 +277,8 @@ absl::StatusOr<DsseEnvelope> ParseEnvelope(std::string_view bytes) {
                        absl::StrCat(bytes.size(), " bytes"));
   }
   DsseEnvelope envelope;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = true;  // DSSE: consumers ignore unknown fields
-  if (!google::protobuf::util::JsonStringToMessage(
-           google::protobuf::StringPiece(bytes.data(), bytes.size()), &envelope, options)
-           .ok()) {
+  // DSSE: consumers ignore unknown fields (the envelope is not signed).
+  if (!FromJson(bytes, /*ignore_unknown=*/true, &envelope)) {
     return BundleError(absl::StatusCode::kInvalidArgument, "envelope_malformed", "not DSSE JSON");
   }
   if (envelope.payload_type() != kPayloadType) {
