@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "client/ctl/audit_command.h"
 #include "client/ctl/bundle_command.h"
 #include "client/ctl/lineage_command.h"
 #include "client/ctl/node_command.h"
@@ -14,6 +15,10 @@ int main(int argc, char** argv) {
     const std::string group = args[0];
     args.erase(args.begin());
     return group == "node" ? hosn::ctl::RunNodeCommand(args) : hosn::ctl::RunPolicyCommand(args);
+  }
+  if (!args.empty() && args[0] == "audit") {
+    args.erase(args.begin());
+    return hosn::ctl::RunAuditCommand(args);
   }
   if (!args.empty() && args[0] == "lineage") {
     args.erase(args.begin());

@@ -8,15 +8,16 @@
 #
 # Makes the dev PKI (deploy/pki/dev-pki.sh), a SoftHSM token "hosn-dev" with a
 # KEK "hosn-kek" and an EC P-256 signing key "hosn-signer", the signing key's
-# certificate, and the PIN file. Throw-away values: the PINs appear on
+# certificate, the PIN file, and the audit log directory build/dev/audit
+# (checkpoints signed by hosn-signer). Throw-away values: the PINs appear on
 # pkcs11-tool's argv, which production never does. Rerunning starts afresh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dev=build/dev
 module=/usr/lib/softhsm/libsofthsm2.so
 rm -rf "$dev"
-mkdir -p "$dev/softhsm/tokens" "$dev/run"
-chmod 0700 "$dev/run"
+mkdir -p "$dev/softhsm/tokens" "$dev/run" "$dev/audit"
+chmod 0700 "$dev/run" "$dev/audit"
 umask 077
 
 bash deploy/pki/dev-pki.sh "$dev/pki" >/dev/null

@@ -15,6 +15,7 @@
 #include "common/base/file_util.h"
 #include "common/base/status_macros.h"
 #include "server/audit/audit_format.h"
+#include "server/audit/audit_reader.h"
 
 namespace hosn::audit {
 namespace {
@@ -23,24 +24,6 @@ using hosn::keyd::v1::AuditCheckpoint;
 using hosn::keyd::v1::AuditRecord;
 
 constexpr size_t kMaxRecoverBytes = size_t{1} << 31;
-
-std::string LogFileName(uint64_t index) { return absl::StrFormat("audit-%06d.jsonl", index); }
-
-// Indices of the audit-NNNNNN.jsonl files in `dir`, ascending.
-std::vector<uint64_t> ListLogFiles(const std::string& dir) {
-  std::vector<uint64_t> indices;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    const std::string name = entry.path().filename().string();
-    unsigned long long index = 0;
-    char tail[8] = {};
-    if (name.size() == 18 && std::sscanf(name.c_str(), "audit-%6llu.%5s", &index, tail) == 2 &&
-        std::string(tail) == "jsonl") {
-      indices.push_back(index);
-    }
-  }
-  std::sort(indices.begin(), indices.end());
-  return indices;
-}
 
 absl::Status ErrnoError(std::string_view what) {
   return absl::InternalError(

@@ -34,6 +34,23 @@ bool IsHostPort(const std::string& address) {
   return address.size() - colon - 1 <= 5;
 }
 
+// The audit log is required (docs/audit-log.md): a directory and an HSM key,
+// with its certificate, to sign checkpoints.
+absl::Status ValidateAuditConfig(const v1::AuditConfig& audit) {
+  if (audit.directory().empty()) return Bad("audit.directory", "missing (the log is required)");
+  if (audit.max_file_bytes() < 4096) return Bad("audit.max_file_bytes", "at least 4096");
+  if (audit.checkpoint_interval() > 1000000) {
+    return Bad("audit.checkpoint_interval", "at most 1000000");
+  }
+  if (audit.checkpoint_key_label().empty()) {
+    return Bad("audit.checkpoint_key_label", "missing (and no hsm.signing_key_label)");
+  }
+  if (audit.checkpoint_certificate_chain_path().empty()) {
+    return Bad("audit.checkpoint_certificate_chain_path", "missing");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 void ApplyDefaults(v1::KeydConfig& config) {
@@ -54,6 +71,15 @@ void ApplyDefaults(v1::KeydConfig& config) {
   if (release.kdf().empty()) release.set_kdf("null");
   if (release.challenge_ttl_seconds() == 0) release.set_challenge_ttl_seconds(60);
   if (release.enrollment_ttl_seconds() == 0) release.set_enrollment_ttl_seconds(300);
+  v1::AuditConfig& audit = *config.mutable_audit();
+  if (audit.max_file_bytes() == 0) audit.set_max_file_bytes(64u << 20);
+  if (audit.checkpoint_interval() == 0) audit.set_checkpoint_interval(1000);
+  if (audit.checkpoint_key_label().empty()) {
+    audit.set_checkpoint_key_label(config.hsm().signing_key_label());
+  }
+  if (audit.checkpoint_certificate_chain_path().empty()) {
+    audit.set_checkpoint_certificate_chain_path(config.hsm().signing_certificate_chain_path());
+  }
   if (config.replica_id().empty()) {
     char host[256] = {};
     if (gethostname(host, sizeof(host) - 1) == 0) config.set_replica_id(host);
@@ -116,6 +142,7 @@ absl::Status ValidateConfig(const v1::KeydConfig& config) {
   if (config.logging().format() != "json" && config.logging().format() != "text") {
     return Bad("logging.format", "want json or text");
   }
+  HOSN_RETURN_IF_ERROR(ValidateAuditConfig(config.audit()));
   return absl::OkStatus();
 }
 

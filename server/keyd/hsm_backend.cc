@@ -191,6 +191,17 @@ std::optional<hsm::PoolMetrics> HsmBackend::PoolMetrics() const {
   return store_->Metrics();
 }
 
+absl::StatusOr<std::vector<std::string>> ReadCertificateChainDer(const std::string& path) {
+  return ReadChainDer(path);
+}
+
+absl::StatusOr<std::string> HsmBackend::SignForDaemon(const std::string& label,
+                                                      std::string_view message) {
+  HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, Store());
+  const hsm::KeyRef key{hsm::KeyClass::kPrivateKey, hsm::KeyType::kEc, label, std::nullopt};
+  return store->Sign(key, kSignatureAlgorithm, message, hsm::SignatureFormat::kDer);
+}
+
 bool HsmBackend::Ready() const {
   absl::MutexLock lock(&mu_);
   return ready_;

@@ -39,6 +39,10 @@ namespace hosn::keyd {
 // `digest`. InvalidArgument naming the defect otherwise.
 absl::Status CheckCmsMessageDigest(std::string_view signed_attributes, std::string_view digest);
 
+// DER certificates of a PEM chain file, in file order. InvalidArgument if it
+// holds none or a bad one; the errors of ReadFile.
+absl::StatusOr<std::vector<std::string>> ReadCertificateChainDer(const std::string& path);
+
 class HsmBackend final : public api::KeyBackend {
  public:
   // Called from the monitor thread when readiness changes; `why` is the
@@ -62,6 +66,11 @@ class HsmBackend final : public api::KeyBackend {
   // The KeyStore while the token is ready, Unavailable otherwise; the
   // release service (server/release) shares this connection.
   absl::StatusOr<std::shared_ptr<hsm::KeyStore>> SharedStore() const { return Store(); }
+
+  // Signs `message` with the EC P-256 private key `label` (ECDSA SHA-256,
+  // DER) for the daemon's own records (audit checkpoints); never reachable
+  // with caller-chosen bytes. Unavailable while the token is unreachable.
+  absl::StatusOr<std::string> SignForDaemon(const std::string& label, std::string_view message);
 
   bool Ready() const override;
   absl::StatusOr<keyd::v1::SignManifestResponse> SignManifest(

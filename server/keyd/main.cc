@@ -23,6 +23,7 @@
 #include "server/api/status_mapping.h"
 #include "server/api/tls_material.h"
 #include "server/keyd/config.h"
+#include "server/keyd/daemon_audit.h"
 #include "server/keyd/hsm_backend.h"
 #include "server/keyd/log.h"
 #include "server/keyd/pool_collector.h"
@@ -48,9 +49,11 @@ namespace v1 = ::hosn::keyd::v1;
 // Exit codes (sysexits.h values; docs/daemon.md).
 constexpr int kExitOk = 0;
 constexpr int kExitUsage = 64;
+constexpr int kExitDataErr = 65;  // the audit log failed its checks at open
 constexpr int kExitUnavailable = 69;
 constexpr int kExitSoftware = 70;
 constexpr int kExitOsError = 71;
+constexpr int kExitCantCreate = 73;  // the audit log cannot be opened or written
 constexpr int kExitConfig = 78;
 
 std::string StatusText(const absl::Status& status) { return std::string(status.message()); }
@@ -155,6 +158,8 @@ int Run(int argc, char** argv) {
   // 6. The HSM; an unreachable token is not fatal (health says NOT_SERVING).
   api::ApiServer* server_for_health = nullptr;
   absl::Mutex health_mu;
+  bool hsm_ready = false;      // guarded by health_mu
+  bool audit_healthy = true;   // guarded by health_mu
   auto on_readiness = [&](bool ready, const absl::Status& why) {
     metrics->SetHsmReady(ready);
     if (ready) {
@@ -163,7 +168,8 @@ int Run(int argc, char** argv) {
       Log(LogLevel::kWarn, "hsm_unreachable", {{"error", StatusText(why)}});
     }
     absl::MutexLock lock(&health_mu);
-    if (server_for_health != nullptr) server_for_health->SetServing(ready);
+    hsm_ready = ready;
+    if (server_for_health != nullptr) server_for_health->SetServing(ready && audit_healthy);
   };
   absl::StatusOr<std::unique_ptr<HsmBackend>> backend = HsmBackend::Create(
       config.hsm(), absl::Milliseconds(config.limits().max_rpc_duration_ms()), on_readiness);
@@ -172,6 +178,25 @@ int Run(int argc, char** argv) {
     return kExitConfig;
   }
   auto pool_collector = std::make_shared<PoolCollector>(backend->get());
+
+  // 6b. The audit log: required. Decisions are refused once it cannot write.
+  absl::StatusOr<std::unique_ptr<DaemonAudit>> audit = DaemonAudit::Open(
+      config.audit(), config.replica_id(), backend->get(), *registry,
+      [&](const std::string&) {
+        absl::MutexLock lock(&health_mu);
+        audit_healthy = false;
+        if (server_for_health != nullptr) server_for_health->SetServing(false);
+      });
+  if (!audit.ok()) {
+    Log(LogLevel::kError, "audit_open_failed",
+        {{"directory", config.audit().directory()}, {"error", StatusText(audit.status())}});
+    return audit.status().code() == absl::StatusCode::kDataLoss ? kExitDataErr : kExitCantCreate;
+  }
+  if (absl::Status started = (*audit)->RecordStart(); !started.ok()) {
+    Log(LogLevel::kError, "audit_open_failed",
+        {{"directory", config.audit().directory()}, {"error", StatusText(started)}});
+    return kExitCantCreate;
+  }
 
   // 6c. Attested release and enrollment, if configured (docs/release.md).
   std::unique_ptr<release::ReleaseService> release_service;
@@ -232,7 +257,10 @@ int Run(int argc, char** argv) {
          {"ms", absl::StrCat(absl::ToDoubleMilliseconds(rpc.latency))}});
   };
   absl::StatusOr<std::unique_ptr<api::ApiServer>> server =
-      api::ApiServer::Start(options, api::ApiBackends{.keys = backend->get(), .release = release_service.get()}, metrics);
+      api::ApiServer::Start(options, api::ApiBackends{.keys = backend->get(),
+                                                  .release = release_service.get(),
+                                                  .audit = audit->get(),
+                                                  .audit_sink = audit->get()}, metrics);
   if (!server.ok()) {
     Log(LogLevel::kError, "listen_failed",
         {{"address", config.listen_address()}, {"error", StatusText(server.status())}});
@@ -241,12 +269,13 @@ int Run(int argc, char** argv) {
   {
     absl::MutexLock lock(&health_mu);
     server_for_health = server->get();
-    (*server)->SetServing((*backend)->Ready());
+    (*server)->SetServing(hsm_ready && audit_healthy);
   }
   Log(LogLevel::kInfo, "started",
       {{"grpc_port", absl::StrCat((*server)->port())},
        {"metrics_port", absl::StrCat(metrics_port)},
-       {"replica", config.replica_id()}});
+       {"replica", config.replica_id()},
+       {"audit_sequence", absl::StrCat((*audit)->stats().last_sequence)}});
   if (!absl::GetFlag(FLAGS_ready_file).empty()) {
     const std::string ready = absl::StrCat("{\"grpc_port\":", (*server)->port(),
                                            ",\"metrics_port\":", metrics_port, "}\n");
@@ -277,8 +306,14 @@ int Run(int argc, char** argv) {
     (*server)->SetServing(false);
     server_for_health = nullptr;
   }
+  (*audit)->StopStreams();
   (*server)->Shutdown(absl::Seconds(config.limits().shutdown_grace_seconds()));
   server->reset();
+  // daemon.stop and a final checkpoint, while the HSM is still open.
+  if (absl::Status closed = (*audit)->Close(); !closed.ok()) {
+    Log(LogLevel::kWarn, "audit_close_failed", {{"error", StatusText(closed)}});
+  }
+  audit->reset();
   exposer.reset();
   (*backend)->Shutdown();
   watcher->reset();

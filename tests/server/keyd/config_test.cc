@@ -17,6 +17,7 @@ constexpr char kMinimal[] = R"(
 listen_address: "127.0.0.1:7443"
 tls { server_certificate_path: "s.pem" server_private_key_path: "s.key" client_ca_bundle_path: "ca.pem" }
 hsm { module_path: "/m.so" token_uri: "pkcs11:token=t" pin_reference: "file:/pin" }
+audit { directory: "/var/lib/a" checkpoint_key_label: "cp" checkpoint_certificate_chain_path: "cp.pem" }
 )";
 
 // Unset optional fields get their documented defaults.
@@ -65,6 +66,24 @@ TEST(Config, SigningKeyNeedsChain) {
   text.replace(text.find("pin_reference"), 0, "signing_key_label: \"s\" ");
   EXPECT_THAT(ParseConfig(text, false), StatusIs(absl::StatusCode::kInvalidArgument,
                                                  HasSubstr("signing_certificate_chain_path")));
+}
+
+// The audit log is required; its checkpoint key defaults to the signing key.
+TEST(Config, AuditIsRequiredAndDefaultsToTheSigningKey) {
+  std::string no_audit = kMinimal;
+  no_audit.erase(no_audit.find("audit {"));
+  EXPECT_THAT(ParseConfig(no_audit, false),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("audit.directory")));
+  std::string defaulted = no_audit + R"(audit { directory: "/a" })";
+  EXPECT_THAT(ParseConfig(defaulted, false),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("checkpoint_key_label")));
+  defaulted.replace(defaulted.find("pin_reference"), 0,
+                    "signing_key_label: \"s\" signing_certificate_chain_path: \"s.pem\" ");
+  HOSN_ASSERT_OK_AND_ASSIGN(auto config, ParseConfig(defaulted, false));
+  EXPECT_EQ(config.audit().checkpoint_key_label(), "s");
+  EXPECT_EQ(config.audit().checkpoint_certificate_chain_path(), "s.pem");
+  EXPECT_EQ(config.audit().checkpoint_interval(), 1000u);
+  EXPECT_EQ(config.audit().max_file_bytes(), 64u << 20);
 }
 
 }  // namespace

@@ -120,7 +120,8 @@ TEST(KeydLoad, SignManifestAtConcurrency1_8_64) {
       "\" token_uri: \"", token->uri(), "\" pin_reference: \"", token->pin_reference(),
       "\" pool_size: 4 signing_key_label: \"hosn-signer\" signing_certificate_chain_path: \"",
       pki.Cert("hsm-signer"), "\" }\n", "metrics { listen_address: \"127.0.0.1:0\" }\n",
-      "limits { max_concurrent_streams: 1000 }\n", "logging { level: \"warn\" }\n");
+      "limits { max_concurrent_streams: 1000 }\n", "logging { level: \"warn\" }\n",
+      "audit { directory: \"", dir.Join("audit"), "\" }\n");
   KeydProcess keyd(config, dir.path());
   HOSN_ASSERT_OK(keyd.WaitReady(absl::Seconds(30)));
 

@@ -115,6 +115,8 @@ hsm {
 }
 metrics { listen_address: "127.0.0.1:0" }
 logging { level: "info" format: "json" }
+audit { directory: ")",
+                                        dir_.Join("audit"), R"(" checkpoint_interval: 50 }
 )",
                                         extra);
     return path;
