@@ -125,7 +125,9 @@ absl::StatusOr<std::unique_ptr<ReleaseService>> ReleaseService::Create(
 }
 
 ReleaseService::ReleaseService(ReleaseServiceOptions options, KeyStoreProvider store)
-    : options_(std::move(options)), store_(std::move(store)) {}
+    : options_(std::move(options)),
+      store_(std::move(store)),
+      manifests_(options_.manifest_ca_pem, options_.manifest_cache_ttl) {}
 
 hsm::KeyRef ReleaseService::MacKey() const {
   return hsm::KeyRef::MacKey(options_.challenge_mac_key_label);
@@ -222,15 +224,13 @@ absl::StatusOr<v1::ReleaseKeyResponse> ReleaseService::ReleaseKey(
 
   // 5. The manifest: signed under the pinned CA, naming a model this class
   // may receive.
-  bundle::TrustOptions trust;
-  trust.ca_bundle_pem = options_.manifest_ca_pem;
-  absl::StatusOr<bundle::VerifiedManifest> manifest =
-      bundle::VerifyAndParseManifest(request.manifest(), request.manifest_signature(), trust);
+  absl::StatusOr<std::shared_ptr<const bundle::VerifiedManifest>> manifest =
+      manifests_.Verify(request.manifest(), request.manifest_signature());
   if (!manifest.ok()) {
     return Denied(DenialReason::kManifestSignatureInvalid,
                   absl::StrCat("manifest signature invalid: ", manifest.status().message()));
   }
-  const v1::ModelIdentity& model = manifest->manifest.model();
+  const v1::ModelIdentity& model = (*manifest)->manifest.model();
   audit->Add("model", model.name());
   audit->Add("model_version", model.version());
   if (std::find(policy->allowed_models().begin(), policy->allowed_models().end(), model.name()) ==
@@ -241,7 +241,7 @@ absl::StatusOr<v1::ReleaseKeyResponse> ReleaseService::ReleaseKey(
   }
 
   // 6. Inside the HSM: unwrap under the manifest's KEK, wrap to the node.
-  const v1::BundleEncryption& encryption = manifest->manifest.encryption();
+  const v1::BundleEncryption& encryption = (*manifest)->manifest.encryption();
   std::optional<std::string> kek_id;
   if (!encryption.kek_id().empty()) {
     absl::StatusOr<std::vector<uint8_t>> id = HexDecode(encryption.kek_id());

@@ -33,6 +33,7 @@
 #include "absl/time/time.h"
 #include "server/api/release_backend.h"
 #include "server/hsm/key_store.h"
+#include "server/release/manifest_cache.h"
 
 namespace hosn::release {
 
@@ -45,6 +46,9 @@ struct ReleaseServiceOptions {
   absl::Duration enrollment_ttl = absl::Seconds(300);
   // PEM bundle of the CAs pinned for manifest signatures.
   std::string manifest_ca_pem;
+  // How long a verified manifest signature is remembered (manifest_cache.h);
+  // zero verifies every time.
+  absl::Duration manifest_cache_ttl = absl::Seconds(60);
 };
 
 // The KeyStore while the HSM is reachable, Unavailable otherwise.
@@ -86,6 +90,7 @@ class ReleaseService final : public api::ReleaseBackend {
 
   const ReleaseServiceOptions options_;
   const KeyStoreProvider store_;
+  VerifiedManifestCache manifests_;
 
   absl::Mutex public_key_mu_;
   std::optional<std::string> release_public_key_ ABSL_GUARDED_BY(public_key_mu_);
