@@ -174,6 +174,28 @@ TEST_F(ReleaseTest, MalformedOrForeignSpkiRefused) {
   EXPECT_EQ(wraps.ok + wraps.failed, 0u);  // never reached the pool
 }
 
+// An SPKI with the point in compressed form is a valid P-256 key too: it
+// takes the general decoder instead of the fast path, and the node still
+// opens the DEK.
+TEST_F(ReleaseTest, CompressedPointSpkiAccepted) {
+  const std::string& der = node_->public_key_der();
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  EVP_PKEY* key = d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size()));
+  ASSERT_NE(key, nullptr);
+  ASSERT_EQ(EVP_PKEY_set_utf8_string_param(key, "point-format", "compressed"), 1);
+  unsigned char* out = nullptr;
+  const int length = i2d_PUBKEY(key, &out);
+  EVP_PKEY_free(key);
+  ASSERT_GT(length, 0);
+  const std::string compressed(reinterpret_cast<char*>(out), static_cast<size_t>(length));
+  OPENSSL_free(out);
+  ASSERT_LT(compressed.size(), der.size());
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string wrapped, Release(compressed));
+  HOSN_ASSERT_OK_AND_ASSIGN(SecretBytes dek,
+                            node_->OpenWrappedDek(release_spki_, wrapped, ReleaseKdf::kNull, ""));
+  EXPECT_EQ(Hex(Reveal(dek)), kP4Dek);
+}
+
 // SoftHSM 2.6 refuses CKD_SHA256_KDF: the error names it. A module that
 // accepts it must give what the node derives with the X9.63 KDF.
 TEST_F(ReleaseTest, X963KdfWorksOrIsNamedAsMissing) {
