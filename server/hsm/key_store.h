@@ -100,6 +100,10 @@ struct KeyInfo {
   bool token = false;        // CKA_TOKEN
   bool sensitive = false;    // CKA_SENSITIVE (secret and private keys)
   bool extractable = false;  // CKA_EXTRACTABLE (secret and private keys)
+  // Filled by ListKeys only:
+  bool can_sign = false;    // CKA_SIGN (secret and private keys)
+  bool can_derive = false;  // CKA_DERIVE
+  size_t secret_bytes = 0;  // CKA_VALUE_LEN of a secret key
 };
 
 // A signing key pair on the token, plus its public key as DER
@@ -234,6 +238,11 @@ class KeyStore {
   // "ambiguous key: N matches" if several; FailedPrecondition if its
   // attributes are unavailable (CK_UNAVAILABLE_INFORMATION).
   absl::StatusOr<KeyInfo> FindKey(const KeyRef& key);
+
+  // Every token key of `key_class` whose type this project knows (AES,
+  // generic secret, EC, RSA, EdDSA), sorted by label then id. Never reads key
+  // material. ResourceExhausted beyond 10,000 keys.
+  absl::StatusOr<std::vector<KeyInfo>> ListKeys(KeyClass key_class);
 
   // Destroys exactly one token key (same matching rules as FindKey).
   absl::Status DestroyKey(const KeyRef& key);

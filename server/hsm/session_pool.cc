@@ -14,6 +14,8 @@ namespace {
 
 // Objects fetched per C_FindObjects call; enough to count duplicates.
 constexpr CK_ULONG kFindBatch = 16;
+// Keys with one label beyond which a search stops: far past "ambiguous".
+constexpr size_t kMaxSameLabel = 1024;
 
 bool SameKey(const KeyRef& a, const KeyRef& b) {
   return a.key_class == b.key_class && a.key_type == b.key_type && a.label == b.label &&
@@ -74,19 +76,41 @@ absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> Session::Search(const KeyRef& ref,
     attributes.push_back({CKA_ID, const_cast<char*>(ref.id->data()), ref.id->size()});
   }
 
-  HOSN_RETURN_IF_ERROR(
-      CkrStatus(functions_->C_FindObjectsInit(handle_, attributes.data(), attributes.size()),
-                "C_FindObjectsInit"));
+  absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> found =
+      RunFind(attributes.data(), attributes.size(), kMaxSameLabel);
+  // More than the cap is reported like any other ambiguity by the caller.
+  if (found.status().code() == absl::StatusCode::kResourceExhausted) {
+    return std::vector<CK_OBJECT_HANDLE>(kMaxSameLabel + 1, CK_INVALID_HANDLE);
+  }
+  return found;
+}
+
+absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> Session::FindObjects(CK_ATTRIBUTE* attributes,
+                                                                   CK_ULONG count,
+                                                                   size_t max_objects) {
+  ReaderLock no_copy_in_progress(&shared_->copy_mu);
+  return RunFind(attributes, count, max_objects);
+}
+
+absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> Session::RunFind(CK_ATTRIBUTE* attributes,
+                                                               CK_ULONG count,
+                                                               size_t max_objects) {
+  HOSN_RETURN_IF_ERROR(CkrStatus(functions_->C_FindObjectsInit(handle_, attributes, count),
+                                 "C_FindObjectsInit"));
   FindGuard guard(*this);
   std::vector<CK_OBJECT_HANDLE> found;
   for (;;) {
     CK_OBJECT_HANDLE batch[kFindBatch];
-    CK_ULONG count = 0;
+    CK_ULONG got = 0;
     HOSN_RETURN_IF_ERROR(
-        CkrStatus(functions_->C_FindObjects(handle_, batch, kFindBatch, &count), "C_FindObjects"));
-    if (count > kFindBatch) return absl::InternalError("C_FindObjects: bad count");
-    found.insert(found.end(), batch, batch + count);
-    if (count < kFindBatch || found.size() > 1024) break;
+        CkrStatus(functions_->C_FindObjects(handle_, batch, kFindBatch, &got), "C_FindObjects"));
+    if (got > kFindBatch) return absl::InternalError("C_FindObjects: bad count");
+    found.insert(found.end(), batch, batch + got);
+    if (found.size() > max_objects) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("search: more than ", max_objects, " objects"));
+    }
+    if (got < kFindBatch) break;
   }
   return found;
 }

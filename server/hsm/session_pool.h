@@ -68,6 +68,12 @@ class Session {
   absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> FindAll(const KeyRef& ref,
                                                         bool* on_token = nullptr);
 
+  // Every object matching a raw PKCS#11 template; ResourceExhausted if more
+  // than `max_objects` match. The search is ended on every path (case P7).
+  // Like FindAll, it never sees a key copy half made by another session.
+  absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> FindObjects(CK_ATTRIBUTE* attributes,
+                                                            CK_ULONG count, size_t max_objects);
+
   // Exactly one object: NotFound if none, FailedPrecondition
   // "ambiguous key: N matches" if several. With `use_cache`, a handle found
   // earlier in this same session is reused, and (if the pool copies keys)
@@ -100,6 +106,9 @@ class Session {
       : functions_(functions), handle_(handle), generation_(generation), shared_(shared) {}
   void DropCache();
   absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> Search(const KeyRef& ref, bool token);
+  // The find loop; the caller holds copy_mu shared.
+  absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> RunFind(CK_ATTRIBUTE* attributes, CK_ULONG count,
+                                                        size_t max_objects);
 
   CK_FUNCTION_LIST* const functions_;
   const CK_SESSION_HANDLE handle_;

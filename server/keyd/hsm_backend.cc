@@ -44,6 +44,30 @@ absl::StatusOr<std::vector<std::string>> ReadChainDer(const std::string& path) {
   return chain;
 }
 
+// "EC-P256", "EC-P384", "RSA-3072", "ED25519"... from a DER SubjectPublicKeyInfo.
+std::string PublicKeyAlgorithmName(const std::string& spki) {
+  const unsigned char* cursor = reinterpret_cast<const unsigned char*>(spki.data());
+  EVP_PKEY* key = d2i_PUBKEY(nullptr, &cursor, static_cast<long>(spki.size()));
+  if (key == nullptr) return "unknown";
+  std::string name;
+  char group[64] = {};
+  size_t group_length = 0;
+  if (EVP_PKEY_is_a(key, "EC") &&
+      EVP_PKEY_get_group_name(key, group, sizeof(group), &group_length) == 1) {
+    const std::string_view curve(group, group_length);
+    name = curve == "prime256v1"   ? "EC-P256"
+           : curve == "secp384r1" ? "EC-P384"
+           : curve == "secp521r1" ? "EC-P521"
+                                  : absl::StrCat("EC-", ToAbsl(curve));
+  } else if (EVP_PKEY_is_a(key, "RSA")) {
+    name = absl::StrCat("RSA-", EVP_PKEY_get_bits(key));
+  } else {
+    name = EVP_PKEY_get0_type_name(key) != nullptr ? EVP_PKEY_get0_type_name(key) : "unknown";
+  }
+  EVP_PKEY_free(key);
+  return name;
+}
+
 std::string Sha256(std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
@@ -420,32 +444,46 @@ absl::StatusOr<v1::RotateKeyResponse> HsmBackend::RotateKey(const api::PeerIdent
 absl::StatusOr<v1::ListKeysResponse> HsmBackend::ListKeys(const api::PeerIdentity&,
                                                           const v1::ListKeysRequest& request) {
   HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, Store());
-  // TODO(#4): enumerate every managed key; the KeyStore has no listing yet,
-  // so this reports the configured keys that exist.
+  const auto wanted = [&](v1::KeyKind kind) {
+    return request.kind() == v1::KEY_KIND_UNSPECIFIED || request.kind() == kind;
+  };
   v1::ListKeysResponse response;
-  const bool all = request.kind() == v1::KEY_KIND_UNSPECIFIED;
-  if ((all || request.kind() == v1::KEY_KIND_KEK) && !config_.kek_label().empty()) {
-    absl::StatusOr<v1::KeyDescription> kek = DescribeKek(*store, config_.kek_label());
-    if (kek.ok()) {
-      *response.add_keys() = *std::move(kek);
-    } else if (kek.status().code() != absl::StatusCode::kNotFound) {
-      return kek.status();
-    }
+  // Secret keys: AES keys wrap DEKs (KEKs), generic secrets make challenge MACs.
+  HOSN_ASSIGN_OR_RETURN(std::vector<hsm::KeyInfo> secrets,
+                        store->ListKeys(hsm::KeyClass::kSecretKey));
+  for (const hsm::KeyInfo& key : secrets) {
+    const bool aes = key.key_type == hsm::KeyType::kAes;
+    const v1::KeyKind kind = aes ? v1::KEY_KIND_KEK : v1::KEY_KIND_CHALLENGE_MAC;
+    if (!wanted(kind)) continue;
+    v1::KeyDescription* description = response.add_keys();
+    description->set_label(key.label);
+    description->set_id(HexEncode(key.id));
+    description->set_kind(kind);
+    description->set_algorithm(absl::StrCat(aes ? "AES-" : "HMAC-SHA256-", key.secret_bytes * 8));
+    description->set_version(SplitVersion(key.label).second);
   }
-  if ((all || request.kind() == v1::KEY_KIND_SIGNING) && !config_.signing_key_label().empty()) {
-    const hsm::KeyRef key{hsm::KeyClass::kPrivateKey, hsm::KeyType::kEc,
-                          config_.signing_key_label(), std::nullopt};
-    absl::StatusOr<hsm::KeyInfo> info = store->FindKey(key);
-    if (info.ok()) {
-      v1::KeyDescription* description = response.add_keys();
-      description->set_label(info->label);
-      description->set_id(HexEncode(info->id));
-      description->set_kind(v1::KEY_KIND_SIGNING);
-      description->set_algorithm("EC-P256");
-      absl::StatusOr<std::string> spki = store->ExportPublicKey(key);
-      if (spki.ok()) description->set_public_key_sha256(Sha256(*spki));
-    } else if (info.status().code() != absl::StatusCode::kNotFound) {
-      return info.status();
+  // Private keys: those that sign are signing keys; derive-only EC keys
+  // are release keys. The public key's digest identifies each to auditors.
+  HOSN_ASSIGN_OR_RETURN(std::vector<hsm::KeyInfo> privates,
+                        store->ListKeys(hsm::KeyClass::kPrivateKey));
+  for (const hsm::KeyInfo& key : privates) {
+    const v1::KeyKind kind = key.can_sign ? v1::KEY_KIND_SIGNING
+                             : key.can_derive ? v1::KEY_KIND_RELEASE
+                                              : v1::KEY_KIND_UNSPECIFIED;
+    if (kind == v1::KEY_KIND_UNSPECIFIED || !wanted(kind)) continue;
+    const hsm::KeyRef ref{hsm::KeyClass::kPrivateKey, key.key_type, key.label, key.id};
+    absl::StatusOr<std::string> spki = store->ExportPublicKey(ref);
+    v1::KeyDescription* description = response.add_keys();
+    description->set_label(key.label);
+    description->set_id(HexEncode(key.id));
+    description->set_kind(kind);
+    description->set_version(SplitVersion(key.label).second);
+    if (spki.ok()) {
+      description->set_algorithm(PublicKeyAlgorithmName(*spki));
+      description->set_public_key_sha256(Sha256(*spki));
+    } else {
+      // A private key whose public half is missing is still listed.
+      description->set_algorithm(std::string(hsm::KeyTypeName(key.key_type)));
     }
   }
   return response;

@@ -365,10 +365,28 @@ TEST_F(KeydTest, AdminCreatesRotatesAndListsKeys) {
     Deadline(&context);
     v1::ListKeysResponse response;
     ASSERT_TRUE(stub->ListKeys(&context, v1::ListKeysRequest(), &response).ok());
-    ASSERT_EQ(response.keys_size(), 2);
-    EXPECT_EQ(response.keys(0).label(), "hosn-kek");
-    EXPECT_EQ(response.keys(1).kind(), v1::KEY_KIND_SIGNING);
-    EXPECT_EQ(response.keys(1).public_key_sha256().size(), 32u);
+    // Every key on the token, the ones made through the daemon included.
+    std::vector<std::string> listed;
+    for (const v1::KeyDescription& key : response.keys()) {
+      listed.push_back(absl::StrCat(key.label(), " ", v1::KeyKind_Name(key.kind()), " ",
+                                    key.algorithm(), " v", key.version()));
+    }
+    EXPECT_THAT(listed, ::testing::ElementsAre("hosn-kek KEY_KIND_KEK AES-256 v0",
+                                               "tenant-kek KEY_KIND_KEK AES-256 v0",
+                                               "tenant-kek.v1 KEY_KIND_KEK AES-256 v1",
+                                               "hosn-signer KEY_KIND_SIGNING EC-P256 v0"));
+    EXPECT_EQ(response.keys(3).public_key_sha256().size(), 32u);
+  }
+  {
+    // The kind filter.
+    grpc::ClientContext context;
+    Deadline(&context);
+    v1::ListKeysRequest request;
+    request.set_kind(v1::KEY_KIND_SIGNING);
+    v1::ListKeysResponse response;
+    ASSERT_TRUE(stub->ListKeys(&context, request, &response).ok());
+    ASSERT_EQ(response.keys_size(), 1);
+    EXPECT_EQ(response.keys(0).label(), "hosn-signer");
   }
 }
 
