@@ -39,8 +39,7 @@ namespace {
 constexpr std::string_view kApplication = "hosn-keyd";
 constexpr size_t kHeaderBytes = 16;
 constexpr size_t kMaxLabelBytes = 128;
-// Objects fetched per C_FindObjects call, and the most one search returns.
-constexpr CK_ULONG kFindBatch = 64;
+// The most objects one search returns.
 constexpr size_t kMaxObjects = 100'000;
 
 struct Version {
@@ -75,19 +74,10 @@ absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> FindData(Session& session,
   t.Bool(CKA_TOKEN, true);
   t.Bytes(CKA_APPLICATION, kApplication);
   if (label.has_value()) t.Bytes(CKA_LABEL, *label);
-  HOSN_RETURN_IF_ERROR(CkrStatus(
-      session.fn()->C_FindObjectsInit(session.handle(), t.data(), t.size()), "C_FindObjectsInit"));
-  FindGuard guard(session);
-  std::vector<CK_OBJECT_HANDLE> found;
-  for (;;) {
-    CK_OBJECT_HANDLE batch[kFindBatch];
-    CK_ULONG count = 0;
-    HOSN_RETURN_IF_ERROR(CkrStatus(
-        session.fn()->C_FindObjects(session.handle(), batch, kFindBatch, &count), "C_FindObjects"));
-    if (count > kFindBatch) return absl::InternalError("C_FindObjects: bad count");
-    found.insert(found.end(), batch, batch + count);
-    if (count < kFindBatch) break;
-    if (found.size() > kMaxObjects) return absl::ResourceExhaustedError("too many data objects");
+  absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> found =
+      session.FindObjects(t.data(), t.size(), kMaxObjects);
+  if (found.status().code() == absl::StatusCode::kResourceExhausted) {
+    return absl::ResourceExhaustedError("too many data objects");
   }
   return found;
 }
