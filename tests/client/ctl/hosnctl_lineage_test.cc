@@ -4,6 +4,7 @@
 // adapter) verifies, and every change to a digest, hyperparameter, parent
 // link or bundle, or a signer under another CA, fails naming the link. The
 // daemon refuses to sign anything that is not our canonical Statement.
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -13,7 +14,10 @@
 #include "client/ctl/keyd_signer.h"
 #include "common/lineage/lineage.h"
 #include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
+#include "hosn/keyd/v1/signing.grpc.pb.h"
 #include "tests/client/ctl/keyd_fixture.h"
 
 namespace hosn::ctl {
@@ -331,8 +335,25 @@ TEST_F(HosnctlLineageTest, DaemonRefusesToSignWhatIsNotOurStatement) {
     absl::Status status = (*signer)->SignStatement(type, body).status();
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
   }
+  // SignStatement itself refuses a node, whatever it sends.
+  {
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = ReadFileOrDie(pki_ + "/ca.pem");
+    tls.pem_cert_chain = ReadFileOrDie(pki_ + "/node-a.pem");
+    tls.pem_private_key = ReadFileOrDie(pki_ + "/node-a.key");
+    auto stub = keyd::v1::SigningService::NewStub(
+        grpc::CreateChannel(Address(), grpc::SslCredentials(tls)));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    keyd::v1::SignStatementRequest request;
+    request.set_payload_type(std::string(lineage::kPayloadType));
+    request.set_payload(payload);
+    keyd::v1::SignStatementResponse response;
+    EXPECT_EQ(stub->SignStatement(&context, request, &response).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_TRUE(response.signature().empty());
+  }
   auto node = KeydManifestSigner::Create(SignerOptions("node-a"));
-  // GetSigningCertificates is already refused to a node.
   EXPECT_EQ(node.status().code(), absl::StatusCode::kPermissionDenied) << node.status();
   EXPECT_EQ(
       Lineage(absl::StrCat("sign --kind fine-tune --base ", base_, " --output ", adapter_, " --ca ",
