@@ -107,8 +107,9 @@ release {
                                       manifest_pki_.ca_pem_path, R"("
 }
 audit { directory: ")",
-                                      dir_.Join("audit"), R"(" }
+                                      AuditDir(), R"(" }
 metrics { listen_address: "127.0.0.1:0" }
+logging { level: "warn" }
 )");
   keyd_ = std::make_unique<KeydProcess>(path, dir_.path());
   absl::Status ready = keyd_->WaitReady(absl::Seconds(30));
@@ -317,8 +318,7 @@ absl::StatusOr<std::string> ReleaseFixture::Open(const agent::EphemeralKey& key,
 }
 
 std::string ReleaseFixture::AuditText() const {
-  absl::StatusOr<std::string> text =
-      RunCommand("cat " + dir_.Join("audit") + "/audit-*.jsonl 2>/dev/null");
+  absl::StatusOr<std::string> text = RunCommand("cat " + AuditDir() + "/audit-*.jsonl 2>/dev/null");
   return text.ok() ? *text : std::string();
 }
 

@@ -94,6 +94,10 @@ class ReleaseFixture : public ::testing::Test {
   std::string AuditText() const;
   std::string Metrics() const;
 
+  // The daemon's audit directory: below the test's folder unless a test
+  // sets audit_dir_ (the benchmark compares a tmpfs log).
+  std::string AuditDir() const { return audit_dir_.empty() ? dir_.Join("audit") : audit_dir_; }
+
   std::shared_ptr<grpc::Channel> ChannelFor(const std::string& client) const {
     return pki_.Channel(keyd_->grpc_port(), client);
   }
@@ -104,6 +108,7 @@ class ReleaseFixture : public ::testing::Test {
   bundle::testing::TestPki manifest_pki_;
   bundle::testing::TestPki other_pki_;
   std::unique_ptr<hosn::testing::KeydProcess> keyd_;
+  std::string audit_dir_;
 };
 
 // The fixed test DEK as bytes.
