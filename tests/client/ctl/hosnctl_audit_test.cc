@@ -21,6 +21,7 @@
 #include "common/base/file_util.h"
 #include "common/base/hex.h"
 #include "gmock/gmock.h"
+#include "hosn/keyd/v1/audit.grpc.pb.h"
 #include "hosn/keyd/v1/signing.grpc.pb.h"
 #include "server/audit/audit_format.h"
 #include "server/audit/audit_reader.h"
@@ -155,6 +156,34 @@ TEST_F(AuditTest, DecisionsAreLoggedAndTheExportVerifies) {
   ASSERT_EQ(Export(dir_.Join("export2")), 0) << Output();
   EXPECT_THAT(ReadFileOrDie(dir_.Join("export2/audit-000001.jsonl")),
               HasSubstr("\"actor\":\"hosn://signer/ci\",\"outcome\":\"denied\""));
+}
+
+// StreamAuditLog with follow delivers new entries as they become durable,
+// until the auditor cancels; it starts from any sequence.
+TEST_F(AuditTest, StreamFollowsUntilCancelled) {
+  ASSERT_NO_FATAL_FAILURE(Restart(kSmallLog));
+  ASSERT_NO_FATAL_FAILURE(SignMany(2));  // entries 1 (daemon.start), 2, 3
+  auto audit_stub = v1::AuditService::NewStub(Channel("auditor"));
+  grpc::ClientContext context;
+  v1::StreamAuditLogRequest request;
+  request.set_from_sequence(2);
+  request.set_follow(true);
+  auto reader = audit_stub->StreamAuditLog(&context, request);
+  v1::StreamAuditLogResponse item;
+  ASSERT_TRUE(reader->Read(&item));
+  EXPECT_EQ(item.sequence(), 2u);
+  ASSERT_TRUE(reader->Read(&item));
+  EXPECT_EQ(item.sequence(), 3u);
+  // A decision made now arrives on the open stream.
+  auto signer = v1::SigningService::NewStub(Channel("signer"));
+  ASSERT_TRUE(Sign(*signer, "while following").ok());
+  ASSERT_TRUE(reader->Read(&item));
+  EXPECT_EQ(item.sequence(), 4u);
+  EXPECT_THAT(item.entry_json(), HasSubstr("manifest.sign"));
+  context.TryCancel();
+  while (reader->Read(&item)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
 }
 
 // Case A1 on an exported copy of 100+ entries across rotated files: every
