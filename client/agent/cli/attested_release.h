@@ -40,6 +40,7 @@ struct ReleaseOptions {
   std::string manifest;                         // manifest.json bytes, exactly as signed
   std::string manifest_signature;               // manifest.json.p7s (DER)
   tpm::PcrSelection selection;                  // PCRs to quote
+  std::string event_log;                        // TCG event log to send; may be empty
   absl::Duration deadline = absl::Seconds(60);  // overall, retries included
   absl::Duration rpc_timeout = absl::Seconds(10);
   std::function<void(const std::string&)> log;  // progress messages; may be empty

@@ -35,7 +35,8 @@ constexpr char kUsage[] =
     "usage: hosn-agent run --keyd HOST:PORT --tls-cert PEM --tls-key REF --tls-ca PEM\n"
     "    --bundle DIR --target DIR --signer-ca PEM --tcti TCTI [--pcrs sha256:0,...,7]\n"
     "    [--supervise] [--deadline 60s] [--rpc-timeout 10s] [--tls-server-name NAME]\n"
-    "    [--threads N] [--timings-json FILE] -- ENGINE ARGS... ({model_dir} is replaced)\n";
+    "    [--threads N] [--timings-json FILE] [--event-log FILE]\n"
+    "    -- ENGINE ARGS... ({model_dir} is replaced)\n";
 
 struct StepTimes {
   absl::Duration verify, attest, release, decrypt;
@@ -67,12 +68,12 @@ int BundleExitCode(const absl::Status& status) {
 }  // namespace
 
 int RunCommand(const std::vector<std::string>& args) {
-  auto flags =
-      ParseArgs(args,
-                {"keyd", "tls-cert", "tls-key", "tls-ca", "tls-server-name", "bundle", "target",
-                 "signer-ca", "tcti", "pcrs", "deadline", "rpc-timeout", "threads", "timings-json"},
-                {"supervise"},
-                {"keyd", "tls-cert", "tls-key", "tls-ca", "bundle", "target", "signer-ca", "tcti"});
+  auto flags = ParseArgs(
+      args,
+      {"keyd", "tls-cert", "tls-key", "tls-ca", "tls-server-name", "bundle", "target", "signer-ca",
+       "tcti", "pcrs", "deadline", "rpc-timeout", "threads", "timings-json", "event-log"},
+      {"supervise"},
+      {"keyd", "tls-cert", "tls-key", "tls-ca", "bundle", "target", "signer-ca", "tcti"});
   if (!flags.ok())
     return Fail(kExitUsage, absl::Status(flags.status().code(),
                                          absl::StrCat(flags.status().message(), "\n", kUsage)));
@@ -128,6 +129,11 @@ int RunCommand(const std::vector<std::string>& args) {
     release.manifest = verified->verified.bytes;
     release.manifest_signature = *signature;
     release.selection = *selection;
+    if (flags->Has("event-log")) {  // e.g. /sys/kernel/security/tpm0/binary_bios_measurements
+      auto log = ReadFile(flags->Get("event-log"), 16 << 20);
+      if (!log.ok()) return Fail(kExitUsage, log.status());
+      release.event_log = *std::move(log);
+    }
     release.deadline = *deadline;
     release.rpc_timeout = *rpc_timeout;
     release.log = Log;
