@@ -383,9 +383,9 @@ absl::StatusOr<v1::KeyDescription> HsmBackend::DescribeKek(hsm::KeyStore& store,
 absl::StatusOr<v1::CreateModelKeyResponse> HsmBackend::CreateModelKey(
     const api::PeerIdentity&, const v1::CreateModelKeyRequest& request) {
   if (request.model_name().empty()) return absl::InvalidArgumentError("model_name: empty");
-  // TODO(#5): wrap the DEK to the station's key inside the HSM, as a release does.
-  if (!request.station_public_key().empty()) {
-    return absl::UnimplementedError("station_public_key: wrap to station not yet available");
+  if (!request.station_public_key().empty() && station_release_key_label_.empty()) {
+    return absl::FailedPreconditionError(
+        "station_public_key: no release key configured (release.release_key_label)");
   }
   const std::string kek_label =
       request.kek_label().empty() ? config_.kek_label() : request.kek_label();
@@ -395,6 +395,24 @@ absl::StatusOr<v1::CreateModelKeyResponse> HsmBackend::CreateModelKey(
   HOSN_ASSIGN_OR_RETURN(hsm::WrappedKey wrapped,
                         store->GenerateWrappedDek(hsm::KeyRef::Kek(kek_label), "aes-kwp", 32));
   v1::CreateModelKeyResponse response;
+  if (!request.station_public_key().empty()) {
+    // Unwrapped again as a session object and wrapped to the station inside
+    // the HSM; the DEK never reaches this process.
+    const hsm::KeyRef release_key = hsm::KeyRef::ReleaseKey(station_release_key_label_);
+    std::string station_wrapped;
+    HOSN_RETURN_IF_ERROR(store->WithUnwrappedDek(
+        hsm::KeyRef::Kek(kek_label), wrapped, [&](const hsm::UnwrappedDek& dek) -> absl::Status {
+          HOSN_ASSIGN_OR_RETURN(
+              station_wrapped,
+              dek.WrapToPeer(release_key, request.station_public_key(), station_kdf_, ""));
+          return absl::OkStatus();
+        }));
+    HOSN_ASSIGN_OR_RETURN(std::string release_public, store->ExportPublicKey(release_key));
+    response.set_station_wrapped_dek(std::move(station_wrapped));
+    response.set_wrap_scheme("ecdh-p256-kwp");
+    response.set_wrap_kdf(station_kdf_);
+    response.set_releaser_public_key(std::move(release_public));
+  }
   response.set_kek_wrapped_dek(std::move(wrapped.wrapped));
   response.set_kek_label(kek.label());
   response.set_kek_id(kek.id());
@@ -467,7 +485,7 @@ absl::StatusOr<v1::ListKeysResponse> HsmBackend::ListKeys(const api::PeerIdentit
   HOSN_ASSIGN_OR_RETURN(std::vector<hsm::KeyInfo> privates,
                         store->ListKeys(hsm::KeyClass::kPrivateKey));
   for (const hsm::KeyInfo& key : privates) {
-    const v1::KeyKind kind = key.can_sign ? v1::KEY_KIND_SIGNING
+    const v1::KeyKind kind = key.can_sign     ? v1::KEY_KIND_SIGNING
                              : key.can_derive ? v1::KEY_KIND_RELEASE
                                               : v1::KEY_KIND_UNSPECIFIED;
     if (kind == v1::KEY_KIND_UNSPECIFIED || !wanted(kind)) continue;

@@ -60,6 +60,15 @@ class HsmBackend final : public api::KeyBackend {
   // Stops the monitor, then closes sessions and finalizes the module.
   void Shutdown();
 
+  // Lets CreateModelKey wrap a new DEK to a packing station's key, inside
+  // the HSM, with the release key `release_key_label` and `kdf` ("null" or
+  // "x963-sha256"), as a release does. Call before serving; without it a
+  // station_public_key is FAILED_PRECONDITION.
+  void EnableStationWrap(std::string release_key_label, std::string kdf) {
+    station_release_key_label_ = std::move(release_key_label);
+    station_kdf_ = std::move(kdf);
+  }
+
   // The pool's counters, or nullopt while there is no KeyStore.
   std::optional<hsm::PoolMetrics> PoolMetrics() const;
 
@@ -107,6 +116,9 @@ class HsmBackend final : public api::KeyBackend {
   const hsm::KeyStoreOptions options_;
   const std::vector<std::string> chain_der_;
   const ReadinessCallback callback_;
+  // Set once before serving (EnableStationWrap), read-only afterwards.
+  std::string station_release_key_label_;
+  std::string station_kdf_;
 
   mutable absl::Mutex mu_;
   std::shared_ptr<hsm::KeyStore> store_ ABSL_GUARDED_BY(mu_);

@@ -223,6 +223,7 @@ int Run(int argc, char** argv) {
       return kExitConfig;
     }
     release_service = *std::move(created);
+    (*backend)->EnableStationWrap(config.release().release_key_label(), config.release().kdf());
   }
 
   // 7. Metrics listener (plain HTTP; loopback or a management network only).

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/bundle/manifest.h"
 #include "common/tpm/marshal.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -303,6 +304,55 @@ TEST_F(ReleaseTest, PolicyChangesTakeEffectAndAreValidated) {
   grpc::ClientContext context;
   EXPECT_EQ(stub->SetReleasePolicy(&context, empty, &response).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+}  // namespace
+}  // namespace hosn::release::testing
+
+namespace hosn::release::testing {
+namespace {
+
+// The whole key life without a plaintext DEK in the daemon: CreateModelKey
+// makes a DEK in the HSM and wraps it to the packing station's ephemeral key
+// and under the KEK; the station opens its copy; a manifest carrying the
+// KEK-wrapped copy is released to node A, whose copy is the same DEK.
+TEST_F(ReleaseTest, StationAndNodeReceiveTheSameHsmMadeDek) {
+  ASSERT_NO_FATAL_FAILURE(EnrollNodeA());
+  HOSN_ASSERT_OK_AND_ASSIGN(std::unique_ptr<agent::EphemeralKey> station,
+                            agent::EphemeralKey::Generate());
+  auto admin = v1::AdminService::NewStub(ChannelFor("operator"));
+  v1::CreateModelKeyRequest create;
+  create.set_model_name(kModel);
+  create.set_model_version("0.2.0");
+  create.set_station_public_key(station->public_key_der());
+  v1::CreateModelKeyResponse created;
+  {
+    grpc::ClientContext context;
+    grpc::Status status = admin->CreateModelKey(&context, create, &created);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  EXPECT_EQ(created.wrap_scheme(), "ecdh-p256-kwp");
+  HOSN_ASSERT_OK_AND_ASSIGN(agent::ReleaseKdf kdf, agent::ReleaseKdfFromName(created.wrap_kdf()));
+  HOSN_ASSERT_OK_AND_ASSIGN(SecretBytes station_dek,
+                            station->OpenWrappedDek(created.releaser_public_key(),
+                                                    created.station_wrapped_dek(), kdf, ""));
+  ASSERT_EQ(station_dek.size(), 32u);
+
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt attempt, Prepare(a_, "node-a"));
+  v1::BundleManifest manifest;
+  HOSN_ASSERT_OK_AND_ASSIGN(manifest, bundle::ParseManifest(attempt.request.manifest()));
+  manifest.mutable_encryption()->set_wrapped_dek(created.kek_wrapped_dek());
+  manifest.mutable_encryption()->set_kek_label(created.kek_label());
+  manifest.mutable_encryption()->set_kek_id(created.kek_id());
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string bytes, bundle::SerializeManifest(manifest));
+  attempt.request.set_manifest(bytes);
+  attempt.request.set_manifest_signature(Sign(bytes, manifest_pki_));
+  v1::ReleaseKeyResponse response;
+  grpc::Status status = Release("node-a", attempt.request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string node_dek, Open(*attempt.key, response));
+  const auto station_bytes = RevealSecret(station_dek);
+  EXPECT_EQ(node_dek, std::string(station_bytes.begin(), station_bytes.end()));
 }
 
 }  // namespace
