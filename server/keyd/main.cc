@@ -158,8 +158,8 @@ int Run(int argc, char** argv) {
   // 6. The HSM; an unreachable token is not fatal (health says NOT_SERVING).
   api::ApiServer* server_for_health = nullptr;
   absl::Mutex health_mu;
-  bool hsm_ready = false;      // guarded by health_mu
-  bool audit_healthy = true;   // guarded by health_mu
+  bool hsm_ready = false;     // guarded by health_mu
+  bool audit_healthy = true;  // guarded by health_mu
   auto on_readiness = [&](bool ready, const absl::Status& why) {
     metrics->SetHsmReady(ready);
     if (ready) {
@@ -181,8 +181,7 @@ int Run(int argc, char** argv) {
 
   // 6b. The audit log: required. Decisions are refused once it cannot write.
   absl::StatusOr<std::unique_ptr<DaemonAudit>> audit = DaemonAudit::Open(
-      config.audit(), config.replica_id(), backend->get(), *registry,
-      [&](const std::string&) {
+      config.audit(), config.replica_id(), backend->get(), *registry, [&](const std::string&) {
         absl::MutexLock lock(&health_mu);
         audit_healthy = false;
         if (server_for_health != nullptr) server_for_health->SetServing(false);
@@ -258,10 +257,12 @@ int Run(int argc, char** argv) {
          {"ms", absl::StrCat(absl::ToDoubleMilliseconds(rpc.latency))}});
   };
   absl::StatusOr<std::unique_ptr<api::ApiServer>> server =
-      api::ApiServer::Start(options, api::ApiBackends{.keys = backend->get(),
-                                                  .release = release_service.get(),
-                                                  .audit = audit->get(),
-                                                  .audit_sink = audit->get()}, metrics);
+      api::ApiServer::Start(options,
+                            api::ApiBackends{.keys = backend->get(),
+                                             .release = release_service.get(),
+                                             .audit = audit->get(),
+                                             .audit_sink = audit->get()},
+                            metrics);
   if (!server.ok()) {
     Log(LogLevel::kError, "listen_failed",
         {{"address", config.listen_address()}, {"error", StatusText(server.status())}});
