@@ -74,7 +74,24 @@ void ReleaseFixture::TearDown() {
 }
 
 void ReleaseFixture::StartKeyd(int challenge_ttl_seconds) {
-  const std::string path = dir_.Join("keyd.textproto");
+  keyd_ = Launch(challenge_ttl_seconds, dir_.path(), AuditDir());
+  active_ = keyd_.get();
+}
+
+void ReleaseFixture::StartSecondReplica(int challenge_ttl_seconds) {
+  const std::string folder = dir_.Join("replica2");
+  ASSERT_TRUE(RunCommand("mkdir -p " + folder).ok());
+  keyd2_ = Launch(challenge_ttl_seconds, folder, folder + "/audit");
+}
+
+void ReleaseFixture::UseReplica(int replica) {
+  active_ = replica == 2 ? keyd2_.get() : keyd_.get();
+}
+
+std::unique_ptr<KeydProcess> ReleaseFixture::Launch(int challenge_ttl_seconds,
+                                                    const std::string& folder,
+                                                    const std::string& audit_dir) {
+  const std::string path = folder + "/keyd.textproto";
   std::ofstream(path) << absl::StrCat(R"(
 listen_address: "127.0.0.1:0"
 tls {
@@ -107,13 +124,14 @@ release {
                                       manifest_pki_.ca_pem_path, R"("
 }
 audit { directory: ")",
-                                      AuditDir(), R"(" }
+                                      audit_dir, R"(" }
 metrics { listen_address: "127.0.0.1:0" }
 logging { level: "warn" }
 )");
-  keyd_ = std::make_unique<KeydProcess>(path, dir_.path());
-  absl::Status ready = keyd_->WaitReady(absl::Seconds(30));
-  ASSERT_TRUE(ready.ok()) << ready << keyd_->Log();
+  auto keyd = std::make_unique<KeydProcess>(path, folder);
+  absl::Status ready = keyd->WaitReady(absl::Seconds(30));
+  EXPECT_TRUE(ready.ok()) << ready << keyd->Log();
+  return keyd;
 }
 
 Node ReleaseFixture::NewNode(const std::string& name) {
@@ -318,12 +336,14 @@ absl::StatusOr<std::string> ReleaseFixture::Open(const agent::EphemeralKey& key,
 }
 
 std::string ReleaseFixture::AuditText() const {
-  absl::StatusOr<std::string> text = RunCommand("cat " + AuditDir() + "/audit-*.jsonl 2>/dev/null");
+  absl::StatusOr<std::string> text =
+      RunCommand("cat " + AuditDir() + "/audit-*.jsonl " + dir_.Join("replica2") +
+                 "/audit/audit-*.jsonl 2>/dev/null; true");
   return text.ok() ? *text : std::string();
 }
 
 std::string ReleaseFixture::Metrics() const {
-  absl::StatusOr<std::string> body = hosn::testing::HttpGet(keyd_->metrics_port(), "/metrics");
+  absl::StatusOr<std::string> body = hosn::testing::HttpGet(active_->metrics_port(), "/metrics");
   return body.ok() ? *body : std::string();
 }
 

@@ -52,6 +52,10 @@ class ReleaseFixture : public ::testing::Test {
 
   // Starts hosn-keyd; `challenge_ttl` seconds per challenge.
   void StartKeyd(int challenge_ttl_seconds = 5);
+  // A second hosn-keyd on the same token (own folder, own audit chain), and
+  // which replica the helpers below talk to (1 or 2; StartKeyd selects 1).
+  void StartSecondReplica(int challenge_ttl_seconds = 5);
+  void UseReplica(int replica);
   // A new swtpm-backed node.
   Node NewNode(const std::string& name);
   // Closes and reopens the node's TPM connection (so that tpm2-tools can use
@@ -90,7 +94,11 @@ class ReleaseFixture : public ::testing::Test {
   absl::StatusOr<std::string> Open(const agent::EphemeralKey& key,
                                    const v1::ReleaseKeyResponse& response);
 
-  // The whole audit log text, and the Prometheus scrape.
+  std::unique_ptr<hosn::testing::KeydProcess> Launch(int challenge_ttl_seconds,
+                                                     const std::string& folder,
+                                                     const std::string& audit_dir);
+
+  // The audit logs' text (both replicas), and the active replica's scrape.
   std::string AuditText() const;
   std::string Metrics() const;
 
@@ -99,7 +107,7 @@ class ReleaseFixture : public ::testing::Test {
   std::string AuditDir() const { return audit_dir_.empty() ? dir_.Join("audit") : audit_dir_; }
 
   std::shared_ptr<grpc::Channel> ChannelFor(const std::string& client) const {
-    return pki_.Channel(keyd_->grpc_port(), client);
+    return pki_.Channel(active_->grpc_port(), client);
   }
 
   hosn::testing::ScopedTempDir dir_;
@@ -108,6 +116,8 @@ class ReleaseFixture : public ::testing::Test {
   bundle::testing::TestPki manifest_pki_;
   bundle::testing::TestPki other_pki_;
   std::unique_ptr<hosn::testing::KeydProcess> keyd_;
+  std::unique_ptr<hosn::testing::KeydProcess> keyd2_;
+  hosn::testing::KeydProcess* active_ = nullptr;
   std::string audit_dir_;
 };
 

@@ -357,3 +357,36 @@ TEST_F(ReleaseTest, StationAndNodeReceiveTheSameHsmMadeDek) {
 
 }  // namespace
 }  // namespace hosn::release::testing
+
+namespace hosn::release::testing {
+namespace {
+
+// Two replicas on one token share nothing but it: a node enrolled through
+// replica 1 and a policy set through replica 2 are both seen, a challenge
+// from replica 1 is honoured by replica 2, and a revocation made on replica
+// 2 holds on replica 1 at once.
+TEST_F(ReleaseTest, ReplicasShareOnlyTheHsm) {
+  ASSERT_NO_FATAL_FAILURE(StartKeyd());
+  ASSERT_NO_FATAL_FAILURE(StartSecondReplica());
+  a_ = NewNode("a");
+  ASSERT_NE(a_.tpm, nullptr);
+  ASSERT_TRUE(Enroll(a_, "a", kClass).ok());
+  UseReplica(2);
+  ASSERT_TRUE(SetPolicyFromNode(a_, kClass, {kModel}).ok());
+
+  UseReplica(1);
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt attempt, Prepare(a_, "node-a"));
+  UseReplica(2);
+  v1::ReleaseKeyResponse response;
+  grpc::Status status = Release("node-a", attempt.request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string dek, Open(*attempt.key, response));
+  EXPECT_EQ(dek, KnownDek());
+
+  ASSERT_TRUE(RevokeNode("a").ok());
+  UseReplica(1);
+  ExpectDenied("node-a", attempt.request, "node revoked", "node revoked");
+}
+
+}  // namespace
+}  // namespace hosn::release::testing
