@@ -286,8 +286,11 @@ grpc::Status ReleaseFixture::GetChallenge(const std::string& client,
 
 absl::StatusOr<Attempt> ReleaseFixture::Prepare(Node& node, const std::string& client,
                                                 const std::string& model,
-                                                const std::vector<uint32_t>& pcrs) {
+                                                const std::vector<uint32_t>& pcrs,
+                                                const std::vector<uint32_t>& sha1_pcrs) {
   Attempt attempt;
+  tpm::PcrSelection selection = {{TPM2_ALG_SHA256, pcrs}};
+  if (!sha1_pcrs.empty()) selection.push_back({TPM2_ALG_SHA1, sha1_pcrs});
   grpc::Status status = GetChallenge(client, &attempt.challenge);
   if (!status.ok()) return absl::UnknownError("GetChallenge: " + status.error_message());
   HOSN_ASSIGN_OR_RETURN(attempt.key, agent::EphemeralKey::Generate());
@@ -298,8 +301,7 @@ absl::StatusOr<Attempt> ReleaseFixture::Prepare(Node& node, const std::string& c
           std::span(reinterpret_cast<const uint8_t*>(nonce.data()), nonce.size()),
           std::span(reinterpret_cast<const uint8_t*>(attempt.key->public_key_der().data()),
                     attempt.key->public_key_der().size())));
-  HOSN_ASSIGN_OR_RETURN(agent::TpmQuote quote,
-                        node.tpm->Quote({{TPM2_ALG_SHA256, pcrs}}, qualifying));
+  HOSN_ASSIGN_OR_RETURN(agent::TpmQuote quote, node.tpm->Quote(selection, qualifying));
   v1::ReleaseKeyRequest& request = attempt.request;
   request.set_challenge(attempt.challenge.challenge());
   request.set_quote(Str(quote.attest));

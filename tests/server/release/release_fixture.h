@@ -82,11 +82,12 @@ class ReleaseFixture : public ::testing::Test {
 
   grpc::Status GetChallenge(const std::string& client, v1::GetChallengeResponse* response);
   // Challenge (as `client`), fresh ephemeral key, quote over sha256 PCRs
-  // `pcrs` with the bound qualifyingData, manifest of `model` signed by the
-  // manifest PKI.
+  // `pcrs` (plus sha1 PCRs `sha1_pcrs` if any) with the bound
+  // qualifyingData, manifest of `model` signed by the manifest PKI.
   absl::StatusOr<Attempt> Prepare(Node& node, const std::string& client,
                                   const std::string& model = "embeddings-en",
-                                  const std::vector<uint32_t>& pcrs = {0, 1, 2, 3, 4, 5, 6, 7});
+                                  const std::vector<uint32_t>& pcrs = {0, 1, 2, 3, 4, 5, 6, 7},
+                                  const std::vector<uint32_t>& sha1_pcrs = {});
   grpc::Status Release(const std::string& client, const v1::ReleaseKeyRequest& request,
                        v1::ReleaseKeyResponse* response);
 

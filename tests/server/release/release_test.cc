@@ -247,7 +247,7 @@ TEST_F(ReleaseTest, TamperedChallengeTokenDenied) {
   EXPECT_TRUE(Release("node-a", attempt.request, &response).ok());
 }
 
-// T2, T4, T5 and T7 through the daemon (the verifier's own tests cover each
+// T2, T4, T5, T6 and T7 through the daemon (the verifier's own tests cover each
 // byte-level case; here the daemon must pass the evidence through intact).
 TEST_F(ReleaseTest, QuoteCasesThroughDaemon) {
   ASSERT_NO_FATAL_FAILURE(EnrollNodeA());
@@ -280,6 +280,10 @@ TEST_F(ReleaseTest, QuoteCasesThroughDaemon) {
   ASSERT_TRUE(status.ok()) << status.error_message();
   HOSN_ASSERT_OK_AND_ASSIGN(std::string dek, Open(*wide.key, response));
   EXPECT_EQ(dek, KnownDek());
+  // T6: a quote that also covers the SHA-1 bank is refused by policy.
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt sha1,
+                            Prepare(a_, "node-a", kModel, {0, 1, 2, 3, 4, 5, 6, 7}, {0, 1, 2, 3}));
+  ExpectDenied("node-a", sha1.request, "sha1", "sha1 bank not allowed");
   // T7: the agent refuses to send more than 32 bytes of qualifyingData.
   EXPECT_THAT(a_.tpm->Quote({{TPM2_ALG_SHA256, {0}}}, std::vector<uint8_t>(33, 1)),
               hosn::testing::StatusIs(absl::StatusCode::kInvalidArgument,
