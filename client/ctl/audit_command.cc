@@ -19,13 +19,13 @@
 #include "client/agent/cli/flags.h"
 #include "client/agent/cli/keyd_channel.h"
 #include "client/ctl/bundle_command.h"
+#include "common/audit/audit_reader.h"
+#include "common/audit/audit_verify.h"
 #include "common/base/file_util.h"
 #include "common/base/hex.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "hosn/keyd/v1/audit.grpc.pb.h"
-#include "server/audit/audit_reader.h"
-#include "server/audit/audit_verify.h"
 
 namespace hosn::ctl {
 namespace v1 = ::hosn::keyd::v1;

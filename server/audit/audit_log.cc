@@ -12,10 +12,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/audit/audit_format.h"
+#include "common/audit/audit_reader.h"
 #include "common/base/file_util.h"
 #include "common/base/status_macros.h"
-#include "server/audit/audit_format.h"
-#include "server/audit/audit_reader.h"
 
 namespace hosn::audit {
 namespace {

@@ -4,9 +4,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/audit/audit_reader.h"
 #include "common/base/hex.h"
 #include "common/base/status_macros.h"
-#include "server/audit/audit_reader.h"
 #include "server/keyd/log.h"
 
 namespace hosn::keyd {

@@ -16,11 +16,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/audit/audit_format.h"
+#include "common/audit/audit_verify.h"
 #include "common/base/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/audit/audit_format.h"
-#include "server/audit/audit_verify.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_paths.h"
 

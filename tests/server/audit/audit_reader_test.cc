@@ -1,15 +1,15 @@
 // AuditLogReader over a real AuditLog directory: entries in order across
 // rotated files, from any sequence, bounded by the durable head, resumed
 // where the previous read stopped, with checkpoint lines in step.
-#include "server/audit/audit_reader.h"
+#include "common/audit/audit_reader.h"
 
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/audit/audit_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/audit/audit_format.h"
 #include "server/audit/audit_log.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_paths.h"

@@ -15,10 +15,10 @@
 #include <thread>
 
 #include "absl/strings/str_split.h"
+#include "common/audit/audit_format.h"
+#include "common/audit/audit_reader.h"
+#include "common/audit/audit_verify.h"
 #include "common/base/file_util.h"
-#include "server/audit/audit_format.h"
-#include "server/audit/audit_reader.h"
-#include "server/audit/audit_verify.h"
 #include "tests/server/release/release_fixture.h"
 #include "tests/testing/status_matchers.h"
 

@@ -1,4 +1,4 @@
-#include "server/audit/audit_verify.h"
+#include "common/audit/audit_verify.h"
 
 #include <algorithm>
 #include <map>
@@ -6,7 +6,7 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
-#include "server/audit/audit_format.h"
+#include "common/audit/audit_format.h"
 
 namespace hosn::audit {
 namespace {

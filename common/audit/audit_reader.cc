@@ -1,4 +1,4 @@
-#include "server/audit/audit_reader.h"
+#include "common/audit/audit_reader.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -11,10 +11,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/audit/audit_format.h"
 #include "common/base/file_util.h"
 #include "common/base/status_macros.h"
 #include "common/base/unique_fd.h"
-#include "server/audit/audit_format.h"
 
 namespace hosn::audit {
 namespace {

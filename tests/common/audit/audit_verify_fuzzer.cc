@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "server/audit/audit_verify.h"
+#include "common/audit/audit_verify.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string input(reinterpret_cast<const char*>(data), size);

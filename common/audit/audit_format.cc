@@ -1,4 +1,4 @@
-#include "server/audit/audit_format.h"
+#include "common/audit/audit_format.h"
 
 #include <openssl/sha.h>
 
