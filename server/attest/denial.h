@@ -47,13 +47,13 @@ enum class DenialReason {
   kEventDigestMismatch,  // "event digest mismatch": an event's digest is not its data's hash
   kEventLogPcrMismatch,  // "event log pcr mismatch": replay does not give the quoted PCR
   // The release decision (server/release).
-  kChallengeInvalid,       // "challenge invalid": malformed token or its MAC fails
-  kStaleChallenge,         // "stale challenge": the challenge expired
-  kChallengeNotForCaller,  // "challenge not for caller": issued to another identity
-  kNodeIdMismatch,         // "node id mismatch": request node_id is not the certificate's
-  kUnknownNode,            // "unknown node": no enrollment record
-  kNodeRevoked,            // "node revoked"
-  kNoPolicy,               // "no policy": the node's class has no release policy
+  kChallengeInvalid,          // "challenge invalid": malformed token or its MAC fails
+  kStaleChallenge,            // "stale challenge": the challenge expired
+  kChallengeNotForCaller,     // "challenge not for caller": issued to another identity
+  kNodeIdMismatch,            // "node id mismatch": request node_id is not the certificate's
+  kUnknownNode,               // "unknown node": no enrollment record
+  kNodeRevoked,               // "node revoked"
+  kNoPolicy,                  // "no policy": the node's class has no release policy
   kManifestSignatureInvalid,  // "manifest signature invalid": CMS or its trust chain fails
   kModelNotAllowed,           // "model not allowed": the class may not receive this model
   // Enrollment.

@@ -93,10 +93,9 @@ absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> Session::FindObjects(CK_ATTRIBUTE*
 }
 
 absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> Session::RunFind(CK_ATTRIBUTE* attributes,
-                                                               CK_ULONG count,
-                                                               size_t max_objects) {
-  HOSN_RETURN_IF_ERROR(CkrStatus(functions_->C_FindObjectsInit(handle_, attributes, count),
-                                 "C_FindObjectsInit"));
+                                                               CK_ULONG count, size_t max_objects) {
+  HOSN_RETURN_IF_ERROR(
+      CkrStatus(functions_->C_FindObjectsInit(handle_, attributes, count), "C_FindObjectsInit"));
   FindGuard guard(*this);
   std::vector<CK_OBJECT_HANDLE> found;
   for (;;) {

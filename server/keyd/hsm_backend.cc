@@ -55,7 +55,7 @@ std::string PublicKeyAlgorithmName(const std::string& spki) {
   if (EVP_PKEY_is_a(key, "EC") &&
       EVP_PKEY_get_group_name(key, group, sizeof(group), &group_length) == 1) {
     const std::string_view curve(group, group_length);
-    name = curve == "prime256v1"   ? "EC-P256"
+    name = curve == "prime256v1"  ? "EC-P256"
            : curve == "secp384r1" ? "EC-P384"
            : curve == "secp521r1" ? "EC-P521"
                                   : absl::StrCat("EC-", ToAbsl(curve));
@@ -349,15 +349,14 @@ absl::StatusOr<v1::SignStatementResponse> HsmBackend::SignStatement(
   if (request.payload_type() != lineage::kPayloadType) {
     return absl::InvalidArgumentError("payload_type: not an in-toto Statement");
   }
-  HOSN_ASSIGN_OR_RETURN(v1::LineageStatement statement,
-                        lineage::ParseStatement(request.payload()));
+  HOSN_ASSIGN_OR_RETURN(v1::LineageStatement statement, lineage::ParseStatement(request.payload()));
   HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, Store());
   const hsm::KeyRef key{hsm::KeyClass::kPrivateKey, hsm::KeyType::kEc, config_.signing_key_label(),
                         std::nullopt};
-  HOSN_ASSIGN_OR_RETURN(std::string signature,
-                        store->Sign(key, kSignatureAlgorithm,
-                                    lineage::Pae(request.payload_type(), request.payload()),
-                                    hsm::SignatureFormat::kDer));
+  HOSN_ASSIGN_OR_RETURN(
+      std::string signature,
+      store->Sign(key, kSignatureAlgorithm, lineage::Pae(request.payload_type(), request.payload()),
+                  hsm::SignatureFormat::kDer));
   v1::SignStatementResponse response;
   response.set_signature(std::move(signature));
   response.set_signature_algorithm(v1::SIGNATURE_ALGORITHM_ECDSA_P256_SHA256);

@@ -98,9 +98,9 @@ class KeydFixture : public ::testing::Test {
         "  signing_certificate_chain_path: \"",
         pki_, "/hsm-signer.pem\"\n}\n", "metrics { listen_address: \"127.0.0.1:0\" }\n",
         // The audit log is required; a test may bring its own audit block.
-        extra.find("audit {") == std::string::npos ? absl::StrCat("audit { directory: \"", dir,
-                                                                  "/audit\" }\n")
-                                                    : "",
+        extra.find("audit {") == std::string::npos
+            ? absl::StrCat("audit { directory: \"", dir, "/audit\" }\n")
+            : "",
         extra);
     keyd_ = std::make_unique<KeydProcess>(config, dir);
     absl::Status ready = keyd_->WaitReady(absl::Seconds(30));
