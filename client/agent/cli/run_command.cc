@@ -13,11 +13,12 @@
 #include <fstream>
 #include <memory>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/agent/cli/agent_config.h"
 #include "client/agent/cli/attested_release.h"
 #include "client/agent/cli/commands.h"
+#include "client/agent/cli/event_log_source.h"
 #include "client/agent/cli/exit_codes.h"
 #include "client/agent/cli/flags.h"
 #include "client/agent/cli/keyd_channel.h"
@@ -32,11 +33,12 @@ namespace hosn::agent {
 namespace {
 
 constexpr char kUsage[] =
-    "usage: hosn-agent run --keyd HOST:PORT --tls-cert PEM --tls-key REF --tls-ca PEM\n"
-    "    --bundle DIR --target DIR --signer-ca PEM --tcti TCTI [--pcrs sha256:0,...,7]\n"
-    "    [--supervise] [--deadline 60s] [--rpc-timeout 10s] [--tls-server-name NAME]\n"
-    "    [--threads N] [--timings-json FILE] [--event-log FILE]\n"
-    "    -- ENGINE ARGS... ({model_dir} is replaced)\n";
+    "usage: hosn-agent run [--config FILE.json] --keyd HOST:PORT --tls-cert PEM --tls-key REF\n"
+    "    --tls-ca PEM --bundle DIR --target DIR --signer-ca PEM --tcti TCTI\n"
+    "    [--pcrs sha256:0,...,7] [--supervise | --mode exec|supervise] [--deadline 60s]\n"
+    "    [--rpc-timeout 10s] [--tls-server-name NAME] [--threads N] [--timings-json FILE]\n"
+    "    [--event-log FILE|none] -- ENGINE ARGS... ({model_dir} is replaced)\n"
+    "    (flags override the config file; see docs/agent.md)\n";
 
 struct StepTimes {
   absl::Duration verify, attest, release, decrypt;
@@ -68,31 +70,26 @@ int BundleExitCode(const absl::Status& status) {
 }  // namespace
 
 int RunCommand(const std::vector<std::string>& args) {
-  auto flags = ParseArgs(
-      args,
-      {"keyd", "tls-cert", "tls-key", "tls-ca", "tls-server-name", "bundle", "target", "signer-ca",
-       "tcti", "pcrs", "deadline", "rpc-timeout", "threads", "timings-json", "event-log"},
-      {"supervise"},
-      {"keyd", "tls-cert", "tls-key", "tls-ca", "bundle", "target", "signer-ca", "tcti"});
+  auto flags = ParseArgs(args, RunValueFlags(), RunSwitches(), {});
   if (!flags.ok())
     return Fail(kExitUsage, absl::Status(flags.status().code(),
                                          absl::StrCat(flags.status().message(), "\n", kUsage)));
-  if (flags->rest.empty())
-    return Fail(kExitUsage,
-                absl::InvalidArgumentError(absl::StrCat("no engine command after --\n", kUsage)));
-  auto selection = ParsePcrSelection(flags->Get("pcrs", "sha256:0,1,2,3,4,5,6,7"));
-  if (!selection.ok()) return Fail(kExitUsage, selection.status());
-  auto deadline = ParsePositiveDuration(flags->Get("deadline", "60s"));
-  if (!deadline.ok()) return Fail(kExitUsage, deadline.status());
-  auto rpc_timeout = ParsePositiveDuration(flags->Get("rpc-timeout", "10s"));
-  if (!rpc_timeout.ok()) return Fail(kExitUsage, rpc_timeout.status());
-  int threads = 0;
-  if (flags->Has("threads") &&
-      (!absl::SimpleAtoi(flags->Get("threads"), &threads) || threads < 0)) {
-    return Fail(kExitUsage, absl::InvalidArgumentError("--threads must be a number"));
+  auto config = ResolveRunConfig(*flags);
+  if (!config.ok()) {
+    return Fail(kExitUsage, absl::Status(config.status().code(),
+                                         absl::StrCat(config.status().message(), "\n", kUsage)));
   }
-  const std::string target = flags->Get("target");
-  const std::string bundle_dir = flags->Get("bundle");
+  // Validated by ResolveRunConfig; parsed again here for their typed values.
+  auto selection = ParsePcrSelection(config->tpm().pcrs());
+  auto deadline = ParsePositiveDuration(config->keyd().retry_deadline());
+  auto rpc_timeout = ParsePositiveDuration(config->keyd().rpc_timeout());
+  if (!selection.ok() || !deadline.ok() || !rpc_timeout.ok()) {
+    return Fail(kExitInternal, absl::InternalError("settings changed after validation"));
+  }
+  const std::string& target = config->model().target_path();
+  const std::string& bundle_dir = config->model().bundle_path();
+  const std::vector<std::string> engine(config->engine().command().begin(),
+                                        config->engine().command().end());
   StepTimes times;
 
   // 1. Target and process.
@@ -103,7 +100,7 @@ int RunCommand(const std::vector<std::string>& args) {
 
   // 2. Verify the bundle against the pinned CA.
   absl::Time start = absl::Now();
-  auto ca = ReadFile(flags->Get("signer-ca"), 1 << 20);
+  auto ca = ReadFile(config->model().signer_ca_bundle_path(), 1 << 20);
   if (!ca.ok()) return Fail(kExitUsage, ca.status());
   auto signature = ReadFile(bundle_dir + "/" + std::string(bundle::kSignatureFileName), 1 << 20);
   if (!signature.ok()) return Fail(kExitBundleInvalid, signature.status());
@@ -119,28 +116,41 @@ int RunCommand(const std::vector<std::string>& args) {
   // 3. Attest and obtain the DEK.
   SecretBytes dek;
   {
-    auto tpm = TpmDevice::Open(flags->Get("tcti"));
+    auto event_log =
+        ChooseEventLog(config->tpm().event_log_path(), TctiUsesKernelTpm(config->tpm().tcti()));
+    if (!event_log.ok()) return Fail(kExitUsage, event_log.status());
+    Log(event_log->bytes.empty() ? absl::StrCat("event log: none sent (", event_log->source, ")")
+                                 : absl::StrCat("event log: ", event_log->source, " (",
+                                                event_log->bytes.size(), " bytes)"));
+    auto tpm = TpmDevice::Open(config->tpm().tcti());
     if (!tpm.ok()) return Fail(kExitTpm, tpm.status());
-    KeydEndpoint endpoint{flags->Get("keyd"), flags->Get("tls-cert"), flags->Get("tls-key"),
-                          flags->Get("tls-ca"), flags->Get("tls-server-name")};
+    const v1::KeydSettings& keyd = config->keyd();
+    KeydEndpoint endpoint{keyd.address(), keyd.tls_certificate_path(), keyd.tls_key_reference(),
+                          keyd.tls_ca_bundle_path(), keyd.tls_server_name()};
     auto channel = MakeKeydChannel(endpoint);
     if (!channel.ok()) return Fail(kExitUsage, channel.status());
     ReleaseOptions release;
     release.manifest = verified->verified.bytes;
     release.manifest_signature = *signature;
     release.selection = *selection;
-    if (flags->Has("event-log")) {  // e.g. /sys/kernel/security/tpm0/binary_bios_measurements
-      auto log = ReadFile(flags->Get("event-log"), 16 << 20);
-      if (!log.ok()) return Fail(kExitUsage, log.status());
-      release.event_log = *std::move(log);
-    }
+    release.event_log = std::move(event_log->bytes);
     release.deadline = *deadline;
     release.rpc_timeout = *rpc_timeout;
     release.log = Log;
     ReleaseTimings release_times;
     auto obtained = ObtainDek(**tpm, *channel, release, &release_times);
     times.attempts = release_times.attempts;
-    if (!obtained.ok()) return Fail(ExitCodeForKeydStatus(obtained.status()), obtained.status());
+    if (!obtained.ok()) {
+      const int code = ExitCodeForKeydStatus(obtained.status());
+      // The daemon tells a node only "denied"; the one cause the node can
+      // see for itself is a missing event log, so name it.
+      if (code == kExitDenied && release.event_log.empty()) {
+        Log(absl::StrCat("no event log was sent (", event_log->source,
+                         "); if this node's class requires one (policy --require-event-log), "
+                         "set --event-log / tpm.eventLogPath to a readable TCG event log"));
+      }
+      return Fail(code, obtained.status());
+    }
     dek = std::move(*obtained);
     times.attest = release_times.attest;
     times.release = release_times.release;
@@ -151,7 +161,7 @@ int RunCommand(const std::vector<std::string>& args) {
   start = absl::Now();
   bundle::Progress progress;
   bundle::DecryptOptions decrypt;
-  decrypt.threads = threads;
+  decrypt.threads = static_cast<int>(config->model().decrypt_threads());
   decrypt.progress = &progress;
   absl::Status decrypted;
   {
@@ -162,21 +172,21 @@ int RunCommand(const std::vector<std::string>& args) {
   if (!decrypted.ok()) return Fail(BundleExitCode(decrypted), decrypted);
   times.decrypt = absl::Now() - start;
   times.bytes = progress.total.load();
-  WriteTimings(flags->Get("timings-json"), times);
+  WriteTimings(config->timings_json_path(), times);
   Log(absl::StrFormat(
       "ready: verify %.0f ms, attest %.0f ms, release %.0f ms, decrypt %.0f ms (%d bytes); "
       "starting %s",
       Ms(times.verify), Ms(times.attest), Ms(times.release), Ms(times.decrypt), times.bytes,
-      flags->rest[0]));
+      engine[0]));
 
   std::fflush(nullptr);
-  if (flags->switches.count("supervise") != 0) {
-    auto code = SuperviseEngine(flags->rest, target);
+  if (config->engine().mode() == "supervise") {
+    auto code = SuperviseEngine(engine, target);
     if (!code.ok()) return Fail(kExitEngine, code.status());
     Log(absl::StrCat("engine exited with ", *code, "; plaintext removed"));
     return *code;
   }
-  absl::Status exec = ExecEngine(flags->rest, target);
+  absl::Status exec = ExecEngine(engine, target);
   std::error_code ignored;
   std::filesystem::remove_all(target, ignored);  // the engine never started: no plaintext stays
   return Fail(kExitEngine, exec);
