@@ -271,14 +271,17 @@ int Verify(const std::vector<std::string>& args) {
   }
   std::printf(
       "%s: %llu entries (last %llu), %llu checkpoints checked, last checkpoint %llu, "
-      "%llu entries after it%s\n",
+      "%llu entries after it%s%s\n",
       report.verified ? "verified" : "REFUSED", static_cast<unsigned long long>(report.entries),
       static_cast<unsigned long long>(report.last_sequence),
       static_cast<unsigned long long>(report.checkpoints_checked),
       static_cast<unsigned long long>(report.last_checkpoint_sequence),
       static_cast<unsigned long long>(report.unanchored_entries),
       options.anchor.has_value() ? absl::StrCat(", anchor ", anchor.sequence).c_str()
-                                 : ", no anchor");
+                                 : ", no anchor",
+      report.checkpoint_failures > 0
+          ? absl::StrCat(", ", report.checkpoint_failures, " checkpoint failures recorded").c_str()
+          : "");
   return report.verified ? kExitOk : kExitRefused;
 }
 

@@ -17,6 +17,13 @@ namespace hosn::audit {
 inline constexpr std::string_view kGenesisHash =
     "0000000000000000000000000000000000000000000000000000000000000000";
 
+// The entry the writer appends when a due checkpoint cannot be signed
+// (actor "daemon", outcome "failed", reason the signing error), with the
+// sequence and head hash it tried to sign: always the entry right before it.
+inline constexpr std::string_view kCheckpointFailedEvent = "audit.checkpoint_failed";
+inline constexpr std::string_view kCheckpointFailedSequenceAttribute = "checkpoint_sequence";
+inline constexpr std::string_view kCheckpointFailedHeadAttribute = "checkpoint_head_sha256";
+
 // One JSON line without its newline. Internal if serialization fails.
 absl::StatusOr<std::string> SerializeRecord(const hosn::keyd::v1::AuditRecord& record);
 absl::StatusOr<std::string> SerializeCheckpoint(const hosn::keyd::v1::AuditCheckpoint& checkpoint);

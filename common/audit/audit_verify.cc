@@ -1,12 +1,15 @@
 #include "common/audit/audit_verify.h"
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "common/audit/audit_format.h"
+#include "hosn/keyd/v1/audit_record.pb.h"
 
 namespace hosn::audit {
 namespace {
@@ -28,6 +31,32 @@ bool VerifySignature(EVP_PKEY* key, std::string_view message, std::string_view s
   return EVP_DigestVerify(ctx.get(), reinterpret_cast<const uint8_t*>(signature.data()),
                           signature.size(), reinterpret_cast<const uint8_t*>(message.data()),
                           message.size()) == 1;
+}
+
+// An audit.checkpoint_failed entry that says what the writer says: made by
+// the daemon, naming the entry right before it and that entry's hash.
+struct CheckpointFailure {
+  uint64_t sequence;   // of the audit.checkpoint_failed entry
+  uint64_t attempted;  // the sequence the writer tried to sign
+  std::string reason;
+};
+
+std::optional<CheckpointFailure> AsCheckpointFailure(
+    const hosn::keyd::v1::AuditRecord& record, const std::map<uint64_t, std::string>& hashes) {
+  if (record.event() != kCheckpointFailedEvent || record.actor() != "daemon") return std::nullopt;
+  std::string attempted;
+  std::string head;
+  for (const auto& attribute : record.attributes()) {
+    if (attribute.name() == kCheckpointFailedSequenceAttribute) attempted = attribute.value();
+    if (attribute.name() == kCheckpointFailedHeadAttribute) head = attribute.value();
+  }
+  const uint64_t sequence = record.sequence();
+  if (sequence < 2 || attempted != absl::StrCat(sequence - 1)) return std::nullopt;
+  auto it = hashes.find(sequence - 1);
+  if (it == hashes.end() || it->second != head || record.previous_sha256() != head) {
+    return std::nullopt;
+  }
+  return CheckpointFailure{sequence, sequence - 1, record.reason()};
 }
 
 }  // namespace
@@ -56,6 +85,8 @@ std::string FindingKindName(FindingKind kind) {
       return "missing checkpoint";
     case FindingKind::kAnchorMismatch:
       return "anchor mismatch";
+    case FindingKind::kCheckpointOutage:
+      return "checkpoint outage";
   }
   return "unknown";
 }
@@ -71,6 +102,7 @@ VerifyReport VerifyAuditLog(const std::vector<std::string>& log_files,
   // 1. Walk every entry in order, checking numbering and the hash chain, and
   // remember each entry's line hash for the checkpoint pass.
   std::map<uint64_t, std::string> hash_by_sequence;
+  std::vector<CheckpointFailure> failures;
   std::string replica;
   std::string previous_hash(kGenesisHash);
   uint64_t expected = 1;
@@ -114,6 +146,9 @@ VerifyReport VerifyAuditLog(const std::vector<std::string>& log_files,
             absl::StrCat("entry ", sequence,
                          " does not chain to the entry before it (that entry was edited, "
                          "removed or moved)"));
+      }
+      if (auto failure = AsCheckpointFailure(*record, hash_by_sequence)) {
+        failures.push_back(*std::move(failure));
       }
       previous_hash = LineHash(line);
       hash_by_sequence[sequence] = previous_hash;
@@ -170,20 +205,57 @@ VerifyReport VerifyAuditLog(const std::vector<std::string>& log_files,
 
   // 3. No stretch of entries may go without a checkpoint for longer than the
   // writer allows: deleted checkpoint lines would otherwise hide a rewrite.
+  // A recorded checkpoint failure stands in for the checkpoint the writer
+  // could not sign, in this rule only: it signs nothing (step 3b).
   report.unanchored_entries = report.last_sequence - report.last_checkpoint_sequence;
+  report.checkpoint_failures = failures.size();
+  std::sort(anchored.begin(), anchored.end());
   if (options.checkpoint_interval > 0) {
     const uint64_t max_gap = 2 * options.checkpoint_interval;
-    std::sort(anchored.begin(), anchored.end());
-    anchored.push_back(report.last_sequence);
+    std::vector<uint64_t> marks = anchored;
+    for (const CheckpointFailure& failure : failures) marks.push_back(failure.attempted);
+    std::sort(marks.begin(), marks.end());
+    marks.push_back(report.last_sequence);
     uint64_t previous = 0;
-    for (uint64_t sequence : anchored) {
+    for (uint64_t sequence : marks) {
       if (sequence > previous + max_gap) {
         add(FindingKind::kMissingCheckpoint, previous + 1,
             absl::StrCat("no signed checkpoint covers entries ", previous + 1, " to ", sequence,
-                         " (the writer checkpoints at least every ", max_gap, ")"));
+                         " (the writer checkpoints, or records that it could not, at least every ",
+                         max_gap, ")"));
       }
       previous = std::max(previous, sequence);
     }
+  }
+
+  // 3b. Each outage, as the run of failures before the checkpoint that
+  // finally covers them: entries up to a signed checkpoint are covered by it
+  // through the chain, however late it came; entries after the newest one
+  // are covered by nothing in the files.
+  for (size_t i = 0; i < failures.size();) {
+    const auto covering = std::lower_bound(anchored.begin(), anchored.end(), failures[i].sequence);
+    const uint64_t first = (covering == anchored.begin() ? 0 : *std::prev(covering)) + 1;
+    size_t j = i;
+    while (j < failures.size() &&
+           (covering == anchored.end() || failures[j].sequence <= *covering)) {
+      ++j;
+    }
+    const std::string what =
+        absl::StrCat("checkpoint signing failed ", j - i, " time", j - i == 1 ? "" : "s",
+                     " (first at entry ", failures[i].attempted, ": ", failures[i].reason, "); ");
+    if (covering != anchored.end()) {
+      add(FindingKind::kCheckpointOutage, failures[i].sequence,
+          absl::StrCat(what, "entries ", first, " to ", *covering,
+                       " went unsigned until the signed checkpoint at entry ", *covering,
+                       ", which covers them"));
+    } else {
+      add(FindingKind::kCheckpointOutage, failures[i].sequence,
+          absl::StrCat(what, "entries ", first, " to ", report.last_sequence,
+                       " are covered by no signed checkpoint (unanchored: whoever can write the "
+                       "log could have rewritten them; check them against a checkpoint the "
+                       "daemon signs once its HSM is back)"));
+    }
+    i = j;
   }
 
   // 4. A checkpoint the auditor obtained from the daemon itself.
@@ -199,7 +271,9 @@ VerifyReport VerifyAuditLog(const std::vector<std::string>& log_files,
 
   bool tampered = false;
   for (const Finding& finding : report.findings) {
-    if (finding.kind != FindingKind::kTornTail) tampered = true;
+    if (finding.kind != FindingKind::kTornTail && finding.kind != FindingKind::kCheckpointOutage) {
+      tampered = true;
+    }
   }
   if (report.checkpoints_checked == 0) {
     add(FindingKind::kTruncated, 0, "no signed checkpoint: the log cannot be verified");

@@ -17,10 +17,14 @@
 //   - anchor mismatch: the log disagrees with a checkpoint the auditor got
 //                     from the daemon itself (GetCheckpoint)
 //   - bad checkpoint signature, replica mismatch
-// Entries after the newest checkpoint in the files can be cut off unseen
-// unless the auditor passes an anchor; the report names how many there are.
-// Only a log with no finding other than a torn tail verifies. Stateless and
-// thread-safe.
+//   - checkpoint outage: the writer recorded audit.checkpoint_failed entries
+//                     (the HSM could not sign); not tampering, but the
+//                     entries of the outage are signed only by a later
+//                     checkpoint, if any, and are otherwise unanchored
+// Entries after the newest checkpoint in the files can be cut off or
+// rewritten unseen unless the auditor passes an anchor; the report names how
+// many there are. Only a log with no finding other than a torn tail or a
+// checkpoint outage verifies. Stateless and thread-safe.
 #ifndef HOSN_SERVER_AUDIT_AUDIT_VERIFY_H_
 #define HOSN_SERVER_AUDIT_AUDIT_VERIFY_H_
 
@@ -45,6 +49,7 @@ enum class FindingKind {
   kReplicaMismatch,
   kMissingCheckpoint,
   kAnchorMismatch,
+  kCheckpointOutage,
 };
 
 struct Finding {
@@ -64,6 +69,9 @@ struct VerifyReport {
   std::string last_checkpoint_head;
   // Entries after that checkpoint: not covered by any signature.
   uint64_t unanchored_entries = 0;
+  // Well-formed audit.checkpoint_failed entries (each stands in for a
+  // checkpoint in the interval rule, and signs nothing).
+  uint64_t checkpoint_failures = 0;
   std::vector<Finding> findings;
 };
 
@@ -75,9 +83,9 @@ struct CheckpointAnchor {
 
 struct VerifyOptions {
   // The log's checkpoint_interval. The writer never leaves more than twice
-  // this many entries without a checkpoint (a batch is cut at the
-  // interval), so a longer stretch means checkpoint lines were removed.
-  // 0 turns the rule off.
+  // this many entries without a checkpoint or an audit.checkpoint_failed
+  // entry (a batch is cut at the interval), so a longer stretch means
+  // checkpoint lines were removed. 0 turns the rule off.
   uint64_t checkpoint_interval = 0;
   // If set, the log must hold this entry with this hash.
   std::optional<CheckpointAnchor> anchor;

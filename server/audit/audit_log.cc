@@ -24,6 +24,8 @@ using hosn::keyd::v1::AuditCheckpoint;
 using hosn::keyd::v1::AuditRecord;
 
 constexpr size_t kMaxRecoverBytes = size_t{1} << 31;
+// An HSM error message is short; cap it so an entry stays one small line.
+constexpr size_t kMaxFailureReasonBytes = 256;
 
 absl::Status ErrnoError(std::string_view what) {
   return absl::InternalError(
@@ -187,7 +189,8 @@ void AuditLog::WriterLoop() {
           mu_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stopping_ || !queue_.empty(); });
       if (queue_.empty() && stopping_) return;
       // A batch never spans more than one checkpoint interval, so no more
-      // than twice the interval goes unsigned (what the verifier enforces).
+      // than twice the interval goes without a checkpoint or an
+      // audit.checkpoint_failed entry (what the verifier enforces).
       const size_t limit = options_.checkpoint_interval > 0
                                ? static_cast<size_t>(options_.checkpoint_interval)
                                : queue_.size();
@@ -196,13 +199,14 @@ void AuditLog::WriterLoop() {
         queue_.pop_front();
       }
     }
-    absl::Status status = WriteBatch(batch);
+    absl::StatusOr<uint64_t> durable = WriteBatch(batch);
+    const absl::Status status = durable.status();
 
     MutexLock lock(&mu_);
     if (status.ok()) {
       stats_.appended += batch.size();
       stats_.batches += 1;
-      stats_.last_sequence = batch.back()->sequence;
+      stats_.last_sequence = *durable;
     } else {
       healthy_ = false;
       stats_.write_failures += 1;
@@ -218,27 +222,46 @@ void AuditLog::WriterLoop() {
   }
 }
 
-absl::Status AuditLog::WriteBatch(std::deque<std::shared_ptr<Pending>>& batch) {
+absl::StatusOr<uint64_t> AuditLog::WriteBatch(std::deque<std::shared_ptr<Pending>>& batch) {
   MutexLock write_lock(&write_mu_);
   if (!file_.valid()) return absl::UnavailableError("audit log file not open");
   if (file_bytes_ >= options_.max_file_bytes) {
     HOSN_RETURN_IF_ERROR(OpenFileForAppend(file_index_ + 1));
   }
+  std::vector<AuditRecord*> records;
+  records.reserve(batch.size());
+  for (auto& pending : batch) records.push_back(&pending->record);
+  HOSN_RETURN_IF_ERROR(WriteRecordsLocked(std::move(records)));
+  for (auto& pending : batch) pending->sequence = pending->record.sequence();
 
-  // Number and chain the whole batch, then one write and one fdatasync.
+  // A due checkpoint that cannot be signed loses no entry: it is retried at
+  // every batch, and once per interval the failure itself becomes an entry,
+  // so the verifier can tell the outage from deleted checkpoint lines. If
+  // that entry cannot be written, the batch fails like any failed write.
+  if (options_.signer != nullptr && options_.checkpoint_interval > 0 &&
+      last_sequence_ - last_checkpoint_sequence_ >= options_.checkpoint_interval) {
+    const absl::Status signed_now = TryCheckpointLocked();
+    const uint64_t marked = std::max(last_checkpoint_sequence_, last_failed_attempt_sequence_);
+    if (!signed_now.ok() && last_sequence_ - marked >= options_.checkpoint_interval) {
+      HOSN_RETURN_IF_ERROR(WriteCheckpointFailedLocked(signed_now));
+    }
+  }
+  return last_sequence_;
+}
+
+absl::Status AuditLog::WriteRecordsLocked(std::vector<AuditRecord*> records) {
+  // Number and chain every record, then one write and one fdatasync.
   std::string buffer;
   uint64_t sequence = last_sequence_;
   std::string head = head_sha256_;
   const std::string now = NowRfc3339();
-  for (auto& pending : batch) {
-    AuditRecord& record = pending->record;
-    record.set_sequence(++sequence);
-    record.set_time(now);
-    record.set_replica_id(options_.replica_id);
-    record.set_previous_sha256(head);
-    HOSN_ASSIGN_OR_RETURN(std::string line, SerializeRecord(record));
+  for (AuditRecord* record : records) {
+    record->set_sequence(++sequence);
+    record->set_time(now);
+    record->set_replica_id(options_.replica_id);
+    record->set_previous_sha256(head);
+    HOSN_ASSIGN_OR_RETURN(std::string line, SerializeRecord(*record));
     head = LineHash(line);
-    pending->sequence = sequence;
     buffer.append(line);
     buffer.push_back('\n');
   }
@@ -247,14 +270,43 @@ absl::Status AuditLog::WriteBatch(std::deque<std::shared_ptr<Pending>>& batch) {
   file_bytes_ += buffer.size();
   last_sequence_ = sequence;
   head_sha256_ = head;
-
-  if (options_.checkpoint_interval > 0 &&
-      last_sequence_ - last_checkpoint_sequence_ >= options_.checkpoint_interval) {
-    // A failed checkpoint does not lose entries; it is retried at the next
-    // batch and counted. The entries themselves are durable.
-    (void)WriteCheckpointLocked();
-  }
   return absl::OkStatus();
+}
+
+absl::Status AuditLog::WriteCheckpointFailedLocked(const absl::Status& why) {
+  if (!file_.valid()) return absl::UnavailableError("audit log file not open");
+  AuditRecord record;
+  record.set_event(std::string(kCheckpointFailedEvent));
+  record.set_actor("daemon");
+  record.set_outcome("failed");
+  record.set_reason(std::string(why.message().substr(0, kMaxFailureReasonBytes)));
+  const auto add = [&record](std::string_view name, std::string value) {
+    auto* attribute = record.add_attributes();
+    attribute->set_name(std::string(name));
+    attribute->set_value(std::move(value));
+  };
+  // What the checkpoint would have signed: the entry right before this one.
+  add(kCheckpointFailedSequenceAttribute, absl::StrCat(last_sequence_));
+  add(kCheckpointFailedHeadAttribute, head_sha256_);
+  add("last_checkpoint_sequence", absl::StrCat(last_checkpoint_sequence_));
+  const uint64_t attempted = last_sequence_;
+  HOSN_RETURN_IF_ERROR(WriteRecordsLocked({&record}));
+  last_failed_attempt_sequence_ = attempted;
+  MutexLock lock(&mu_);
+  stats_.checkpoint_failed_entries += 1;
+  stats_.last_sequence = last_sequence_;
+  return absl::OkStatus();
+}
+
+absl::Status AuditLog::TryCheckpointLocked() {
+  if (last_sequence_ == 0 || last_sequence_ == last_checkpoint_sequence_) return absl::OkStatus();
+  const absl::Status status = WriteCheckpointLocked();
+  if (!status.ok()) {
+    MutexLock lock(&mu_);
+    stats_.checkpoint_failures += 1;
+  }
+  if (options_.on_checkpoint) options_.on_checkpoint(status);
+  return status;
 }
 
 absl::Status AuditLog::WriteCheckpointLocked() {
@@ -286,7 +338,9 @@ absl::Status AuditLog::WriteCheckpointLocked() {
 
 absl::Status AuditLog::Checkpoint() {
   MutexLock write_lock(&write_mu_);
-  return WriteCheckpointLocked();
+  if (options_.signer == nullptr)
+    return absl::FailedPreconditionError("audit: no checkpoint signer");
+  return TryCheckpointLocked();
 }
 
 absl::Status AuditLog::Close() {
@@ -300,7 +354,12 @@ absl::Status AuditLog::Close() {
   if (writer_.joinable()) writer_.join();
   MutexLock write_lock(&write_mu_);
   absl::Status status = absl::OkStatus();
-  if (options_.signer != nullptr && healthy()) status = WriteCheckpointLocked();
+  if (options_.signer != nullptr && healthy()) {
+    status = TryCheckpointLocked();
+    // The log ends unsigned: say so in it, so the verifier reports the
+    // tail as an outage. Best effort; the signing error is what we return.
+    if (!status.ok()) (void)WriteCheckpointFailedLocked(status);
+  }
   file_.Reset();
   return status;
 }

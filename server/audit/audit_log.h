@@ -8,6 +8,13 @@
 // CheckpointSigner); a checkpoint is what makes truncation and a relinked
 // rewrite detectable to someone without the key. Format: docs/audit-log.md.
 //
+// When a due checkpoint cannot be signed (the HSM is down), the log appends
+// an `audit.checkpoint_failed` entry naming the sequence and head it tried
+// to sign, at most once per interval, and retries the signature at every
+// batch. The verifier accepts a stretch longer than the checkpoint rule
+// allows only with these entries at the interval, and reports it as an
+// outage, never as signed (docs/audit-log.md, "Checkpoint outage").
+//
 // Durability: Append returns only after the entry is on disk (fdatasync).
 // Appends from many threads share one write and one fdatasync per batch
 // (group commit), so load does not serialize on the disk. If a write or sync
@@ -28,9 +35,11 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -60,8 +69,13 @@ struct AuditLogOptions {
   // A signed checkpoint after this many entries (0: only on Close and on
   // explicit Checkpoint calls).
   uint64_t checkpoint_interval = 1000;
-  // Not owned; may be null only in tests of the chain alone.
+  // Not owned; may be null only in tests of the chain alone (then no
+  // checkpoint and no audit.checkpoint_failed entry is ever written).
   CheckpointSigner* signer = nullptr;
+  // Called after every attempt to sign a checkpoint (automatic, explicit or
+  // on Close) with its result, on the thread that attempted it and under
+  // the log's write lock: it must not call into the log. May be empty.
+  std::function<void(const absl::Status& result)> on_checkpoint;
 };
 
 // What Open found and what Append has done; for metrics and the start-up log.
@@ -71,7 +85,9 @@ struct AuditLogStats {
   uint64_t batches = 0;  // write+fdatasync rounds
   uint64_t write_failures = 0;
   uint64_t checkpoints = 0;
-  uint64_t torn_tail_bytes = 0;  // cut off at open
+  uint64_t checkpoint_failures = 0;        // signing attempts that failed
+  uint64_t checkpoint_failed_entries = 0;  // audit.checkpoint_failed entries written
+  uint64_t torn_tail_bytes = 0;            // cut off at open
   bool healthy = true;
 };
 
@@ -95,7 +111,9 @@ class AuditLog {
   // Signs and stores a checkpoint of the current head now.
   absl::Status Checkpoint();
 
-  // Writes a final checkpoint and stops the writer. Idempotent.
+  // Writes a final checkpoint and stops the writer; if that checkpoint
+  // cannot be signed, appends an audit.checkpoint_failed entry instead and
+  // returns the signing error. Idempotent.
   absl::Status Close();
 
   bool healthy() const;
@@ -108,8 +126,18 @@ class AuditLog {
   absl::Status Recover();
   absl::Status OpenFileForAppend(uint64_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   void WriterLoop();
-  absl::Status WriteBatch(std::deque<std::shared_ptr<Pending>>& batch);
+  // Returns the sequence of the last durable entry (the batch's last, or the
+  // audit.checkpoint_failed entry written after it).
+  absl::StatusOr<uint64_t> WriteBatch(std::deque<std::shared_ptr<Pending>>& batch);
+  // Numbers, chains, writes and syncs `records` as one write.
+  absl::Status WriteRecordsLocked(std::vector<hosn::keyd::v1::AuditRecord*> records)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::Status WriteCheckpointLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // WriteCheckpointLocked, counted and reported to on_checkpoint.
+  absl::Status TryCheckpointLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Appends the audit.checkpoint_failed entry for the current head.
+  absl::Status WriteCheckpointFailedLocked(const absl::Status& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
 
   const AuditLogOptions options_;
 
@@ -132,6 +160,10 @@ class AuditLog {
   uint64_t last_sequence_ ABSL_GUARDED_BY(write_mu_) = 0;
   std::string head_sha256_ ABSL_GUARDED_BY(write_mu_);
   uint64_t last_checkpoint_sequence_ ABSL_GUARDED_BY(write_mu_) = 0;
+  // The sequence the newest audit.checkpoint_failed entry of this process
+  // tried to sign (0: none yet; after a restart the first failure writes
+  // one at once).
+  uint64_t last_failed_attempt_sequence_ ABSL_GUARDED_BY(write_mu_) = 0;
 
   std::thread writer_;
   bool closed_ = false;

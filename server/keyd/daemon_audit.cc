@@ -33,11 +33,14 @@ void AddAttribute(keyd::v1::AuditRecord& record, std::string_view name, std::str
 
 DaemonAudit::DaemonAudit(v1::AuditConfig config, std::vector<std::string> chain_der,
                          HsmBackend* hsm, prometheus::Gauge& healthy_gauge,
+                         prometheus::Gauge& signing_gauge, prometheus::Counter& checkpoint_failures,
                          UnhealthyCallback on_unhealthy)
     : config_(std::move(config)),
       chain_der_(std::move(chain_der)),
       signer_(hsm, config_.checkpoint_key_label()),
       healthy_gauge_(healthy_gauge),
+      signing_gauge_(signing_gauge),
+      checkpoint_failures_(checkpoint_failures),
       on_unhealthy_(std::move(on_unhealthy)) {}
 
 DaemonAudit::~DaemonAudit() {
@@ -57,16 +60,34 @@ absl::StatusOr<std::unique_ptr<DaemonAudit>> DaemonAudit::Open(const v1::AuditCo
           .Help("1 while the audit log accepts entries; 0 after a failed write (restart needed).")
           .Register(registry)
           .Add({});
-  std::unique_ptr<DaemonAudit> audit(
-      new DaemonAudit(config, std::move(chain), hsm, gauge, std::move(on_unhealthy)));
+  prometheus::Gauge& signing =
+      prometheus::BuildGauge()
+          .Name("hosn_keyd_audit_checkpoint_signing")
+          .Help(
+              "1 while audit checkpoints are signed; 0 after a failed signature, until one "
+              "succeeds (entries meanwhile are unanchored).")
+          .Register(registry)
+          .Add({});
+  prometheus::Counter& failures =
+      prometheus::BuildCounter()
+          .Name("hosn_keyd_audit_checkpoint_failures_total")
+          .Help("Audit checkpoints the HSM could not sign (each retried; recorded in the log).")
+          .Register(registry)
+          .Add({});
+  std::unique_ptr<DaemonAudit> audit(new DaemonAudit(config, std::move(chain), hsm, gauge, signing,
+                                                     failures, std::move(on_unhealthy)));
   audit::AuditLogOptions options;
   options.directory = config.directory();
   options.replica_id = replica_id;
   options.max_file_bytes = config.max_file_bytes();
   options.checkpoint_interval = config.checkpoint_interval();
   options.signer = &audit->signer_;
+  options.on_checkpoint = [raw = audit.get()](const absl::Status& result) {
+    raw->OnCheckpoint(result);
+  };
   HOSN_ASSIGN_OR_RETURN(audit->log_, audit::AuditLog::Open(options));
   gauge.Set(1);
+  signing.Set(1);
   return audit;
 }
 
@@ -80,6 +101,22 @@ void DaemonAudit::ReportUnhealthy(const absl::Status& why) {
        {"last_sequence", absl::StrCat(stats.last_sequence)},
        {"effect", "audited decisions refused until restart"}});
   if (on_unhealthy_) on_unhealthy_(std::string(why.message()));
+}
+
+void DaemonAudit::OnCheckpoint(const absl::Status& result) {
+  if (result.ok()) {
+    signing_gauge_.Set(1);
+    if (checkpoint_failing_.exchange(false)) Log(LogLevel::kInfo, "audit_checkpoint_recovered", {});
+    return;
+  }
+  checkpoint_failures_.Increment();
+  signing_gauge_.Set(0);
+  if (!checkpoint_failing_.exchange(true)) {
+    Log(LogLevel::kWarn, "audit_checkpoint_failed",
+        {{"error", std::string(result.message())},
+         {"effect",
+          "entries unanchored until a checkpoint is signed; failure recorded in the log"}});
+  }
 }
 
 absl::StatusOr<uint64_t> DaemonAudit::Append(keyd::v1::AuditRecord record) {
@@ -143,9 +180,8 @@ absl::StatusOr<keyd::v1::GetCheckpointResponse> DaemonAudit::GetCheckpoint(
     const api::PeerIdentity&, const keyd::v1::GetCheckpointRequest&) {
   // Cover every acknowledged entry; if the HSM cannot sign now, the newest
   // stored checkpoint is still an answer (older, but signed).
-  if (absl::Status signed_now = log_->Checkpoint(); !signed_now.ok()) {
-    Log(LogLevel::kWarn, "audit_checkpoint_failed", {{"error", std::string(signed_now.message())}});
-  }
+  // (A failure is counted and logged by OnCheckpoint.)
+  (void)log_->Checkpoint();
   HOSN_ASSIGN_OR_RETURN(std::optional<audit::StoredCheckpoint> stored,
                         audit::ReadLatestCheckpoint(config_.directory()));
   if (!stored.has_value()) return absl::UnavailableError("audit: no signed checkpoint yet");

@@ -10,6 +10,13 @@
 // hosn_keyd_audit_healthy drops to 0, the health callback fires once (the
 // daemon reports NOT_SERVING) and the reason is logged.
 //
+// A checkpoint the HSM cannot sign does not stop decisions (the entries are
+// durable and the log records the failure as an entry): each failed attempt
+// increments hosn_keyd_audit_checkpoint_failures_total, the gauge
+// hosn_keyd_audit_checkpoint_signing drops to 0 until a checkpoint is signed
+// again, and audit_checkpoint_failed / audit_checkpoint_recovered are logged
+// once per outage.
+//
 // Lifecycle: Open, RecordStart, ... serve ..., StopStreams, (server
 // shutdown), Close (records daemon.stop and signs a final checkpoint).
 // Ownership: borrows the HsmBackend, which must outlive this object. Thread
@@ -27,6 +34,7 @@
 
 #include "absl/status/statusor.h"
 #include "hosn/keyd/v1/config.pb.h"
+#include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
 #include "server/api/audit_backend.h"
@@ -76,18 +84,25 @@ class DaemonAudit final : public api::AuditSink, public api::AuditBackend {
 
  private:
   DaemonAudit(v1::AuditConfig config, std::vector<std::string> chain_der, HsmBackend* hsm,
-              prometheus::Gauge& healthy_gauge, UnhealthyCallback on_unhealthy);
+              prometheus::Gauge& healthy_gauge, prometheus::Gauge& signing_gauge,
+              prometheus::Counter& checkpoint_failures, UnhealthyCallback on_unhealthy);
   // Reports the first failure: gauge, callback, log line.
   void ReportUnhealthy(const absl::Status& why);
+  // The log's on_checkpoint: metrics, and a log line when signing stops or
+  // resumes. Runs under the log's write lock.
+  void OnCheckpoint(const absl::Status& result);
 
   const v1::AuditConfig config_;
   const std::vector<std::string> chain_der_;
   HsmCheckpointSigner signer_;
   prometheus::Gauge& healthy_gauge_;
+  prometheus::Gauge& signing_gauge_;
+  prometheus::Counter& checkpoint_failures_;
   const UnhealthyCallback on_unhealthy_;
   std::unique_ptr<audit::AuditLog> log_;
   std::atomic<bool> reported_unhealthy_{false};
   std::atomic<bool> streams_stopping_{false};
+  std::atomic<bool> checkpoint_failing_{false};
 };
 
 }  // namespace hosn::keyd
