@@ -345,8 +345,9 @@ int Decrypt(const std::vector<std::string>& args, FILE* out, FILE* err) {
   }
   auto trust = ReadTrust(*flags);
   if (!trust.ok()) return ExitFor(trust.status(), err);
-  // TODO(#6): hosn-agent gets the DEK from hosn-keyd's release; the CLI reads
-  // it from a secret reference.
+  // Nodes get the DEK through hosn-keyd's attested release (hosn-agent); this
+  // command is the operator's offline path and reads it from a secret
+  // reference, never from argv.
   auto dek = ReadDek(flags->Get("dek"));
   if (!dek.ok()) return ExitFor(dek.status(), err);
   auto verified = bundle::VerifyBundle(flags->Get("bundle"), *trust);

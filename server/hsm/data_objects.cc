@@ -10,20 +10,36 @@
 // never half a value: SoftHSM writes each object into a file of its own and
 // loads only complete files; a real HSM creates objects atomically.
 //
-// Every call searches afresh inside one pooled session: no handle survives
-// the call, so another replica's changes are seen by the next call.
+// Reads avoid the search where they can: KeyStore keeps a DataObjectIndex
+// (label -> handle of its only version; data_object_index.h says why and
+// when it is rebuilt), and a read fetches that object directly, checking
+// that it is still a data object of ours with this label. When a put on any
+// replica replaces the value, the put destroys the old version before it
+// returns, the remembered handle stops working (CKR_OBJECT_HANDLE_INVALID),
+// and the reader searches again: a completed write is seen by every later
+// read. Two versions can live side by side when a put failed between its
+// create and its destroys (its writer was told so) or when two replicas put
+// one label at the same moment: searching readers take the newest, while a
+// reader that remembered the other one keeps it until the next put of the
+// label or the next index rebuild, which leaves out labels with several
+// versions.
 // Thread safety: as KeyStore.
 #include <openssl/rand.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <iterator>
+#include <optional>
 #include <set>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/base/absl_compat.h"
 #include "common/base/status_macros.h"
 #include "server/hsm/attributes.h"
@@ -52,6 +68,20 @@ struct Version {
     return std::tie(generation, nonce) < std::tie(other.generation, other.nonce);
   }
 };
+
+// A stored value: the 16-byte version header, then the value. nullopt if
+// it is too short to be ours.
+std::optional<Version> ParseVersion(CK_OBJECT_HANDLE handle, std::string_view stored) {
+  if (stored.size() < kHeaderBytes) return std::nullopt;
+  Version version;
+  version.handle = handle;
+  for (size_t i = 0; i < 8; ++i) {
+    version.generation = (version.generation << 8) | static_cast<unsigned char>(stored[i]);
+    version.nonce = (version.nonce << 8) | static_cast<unsigned char>(stored[8 + i]);
+  }
+  version.value = std::string(stored.substr(kHeaderBytes));
+  return version;
+}
 
 absl::Status CheckLabel(std::string_view label) {
   if (label.empty() || label.size() > kMaxLabelBytes) {
@@ -82,6 +112,40 @@ absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> FindData(Session& session,
   return found;
 }
 
+// Reads the object at `handle` as a version of `label`. nullopt if the
+// object is gone or is no longer a complete data object of ours with that
+// label (a module may give a destroyed object's handle to a new object).
+absl::StatusOr<std::optional<Version>> ReadKnownVersion(Session& session, CK_OBJECT_HANDLE handle,
+                                                        std::string_view label) {
+  // One C_GetAttributeValue for all three: this is the hot path of every
+  // release, and a module does its per-object checks once per call.
+  char stored_label[kMaxLabelBytes];
+  char application[kApplication.size()];
+  std::string value(kHeaderBytes + KeyStore::kMaxDataObjectBytes, '\0');
+  CK_ATTRIBUTE attributes[] = {{CKA_LABEL, stored_label, sizeof(stored_label)},
+                               {CKA_APPLICATION, application, sizeof(application)},
+                               {CKA_VALUE, value.data(), value.size()}};
+  const CK_RV rv = session.fn()->C_GetAttributeValue(session.handle(), handle, attributes,
+                                                     std::size(attributes));
+  if (rv == CKR_OBJECT_HANDLE_INVALID) return std::nullopt;
+  // An attribute too long or absent: not a data object of ours any more.
+  if (rv == CKR_BUFFER_TOO_SMALL || rv == CKR_ATTRIBUTE_TYPE_INVALID) return std::nullopt;
+  // Any other failure goes to the pool (it may recover the session).
+  HOSN_RETURN_IF_ERROR(CkrStatus(rv, "C_GetAttributeValue"));
+  // Never trust a returned length beyond its buffer (case P6; this also
+  // covers CK_UNAVAILABLE_INFORMATION).
+  const CK_ULONG capacity[] = {sizeof(stored_label), sizeof(application), value.size()};
+  for (size_t i = 0; i < std::size(attributes); ++i) {
+    if (attributes[i].ulValueLen > capacity[i]) return std::nullopt;
+  }
+  if (std::string_view(stored_label, attributes[0].ulValueLen) != label ||
+      std::string_view(application, attributes[1].ulValueLen) != kApplication) {
+    return std::nullopt;
+  }
+  value.resize(attributes[2].ulValueLen);
+  return ParseVersion(handle, value);
+}
+
 // Every complete version of `label`, oldest first. Objects without a valid
 // header are not ours and are skipped.
 absl::StatusOr<std::vector<Version>> ReadVersions(Session& session, std::string_view label) {
@@ -92,18 +156,33 @@ absl::StatusOr<std::vector<Version>> ReadVersions(Session& session, std::string_
         GetBytesAttribute(session, handle, CKA_VALUE, kHeaderBytes + KeyStore::kMaxDataObjectBytes);
     if (Gone(value.status())) continue;
     HOSN_RETURN_IF_ERROR(value.status());
-    if (value->size() < kHeaderBytes) continue;
-    Version version;
-    version.handle = handle;
-    for (size_t i = 0; i < 8; ++i) {
-      version.generation = (version.generation << 8) | static_cast<unsigned char>((*value)[i]);
-      version.nonce = (version.nonce << 8) | static_cast<unsigned char>((*value)[8 + i]);
+    if (std::optional<Version> version = ParseVersion(handle, *value)) {
+      versions.push_back(*std::move(version));
     }
-    version.value = value->substr(kHeaderBytes);
-    versions.push_back(std::move(version));
   }
   std::sort(versions.begin(), versions.end());
   return versions;
+}
+
+// One scan of every data object of ours: label -> handle for each label that
+// has exactly one object. Labels with several (a put under way or failed
+// midway, or a stray object) are left out, so their readers search.
+absl::StatusOr<DataObjectIndex::Handles> ScanSingleVersions(Session& session) {
+  HOSN_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> handles, FindData(session, std::nullopt));
+  DataObjectIndex::Handles single;
+  absl::flat_hash_map<std::string, int> count;
+  for (CK_OBJECT_HANDLE handle : handles) {
+    absl::StatusOr<std::string> label =
+        GetBytesAttribute(session, handle, CKA_LABEL, kMaxLabelBytes);
+    if (Gone(label.status())) continue;
+    HOSN_RETURN_IF_ERROR(label.status());
+    if (++count[*label] == 1) {
+      single.emplace(*label, handle);
+    } else {
+      single.erase(*label);
+    }
+  }
+  return single;
 }
 
 // Destroys `versions` in order (oldest first, so that a crash midway never
@@ -147,16 +226,39 @@ absl::Status KeyStore::PutDataObject(std::string_view label, std::string_view va
         CkrStatus(session.fn()->C_CreateObject(session.handle(), t.data(), t.size(), &handle),
                   "C_CreateObject"));
     // The new version is readable from here on; older ones can go.
+    // The next read searches and remembers the new version only if it is
+    // the only one (another replica may be putting the same label now).
+    internals_->data_index->Forget(label);
     return DestroyVersions(session, old);
   });
 }
 
 absl::StatusOr<std::optional<std::string>> KeyStore::GetDataObject(std::string_view label) {
   HOSN_RETURN_IF_ERROR(CheckLabel(label));
+  DataObjectIndex& index = *internals_->data_index;
   return internals_->pool->RunFor<std::optional<std::string>>(
       OpKind::kFind, [&](Session& session) -> absl::StatusOr<std::optional<std::string>> {
+        if (index.ClaimRebuild(session.generation(), absl::Now())) {
+          absl::StatusOr<DataObjectIndex::Handles> scanned = ScanSingleVersions(session);
+          if (!scanned.ok()) {
+            index.AbandonRebuild();
+            return scanned.status();
+          }
+          index.FinishRebuild(*std::move(scanned), session.generation(), absl::Now());
+        }
+        if (std::optional<CK_OBJECT_HANDLE> hint = index.Find(label, session.generation())) {
+          HOSN_ASSIGN_OR_RETURN(std::optional<Version> version,
+                                ReadKnownVersion(session, *hint, label));
+          if (version.has_value()) return std::optional<std::string>(std::move(version->value));
+          index.Forget(label);
+        }
         HOSN_ASSIGN_OR_RETURN(std::vector<Version> versions, ReadVersions(session, label));
         if (versions.empty()) return std::optional<std::string>();
+        // Several versions mean a put is under way or failed midway: search
+        // again next time rather than pin one.
+        if (versions.size() == 1) {
+          index.Remember(label, versions.back().handle, session.generation());
+        }
         return std::optional<std::string>(std::move(versions.back().value));
       });
 }
@@ -181,6 +283,7 @@ absl::StatusOr<std::vector<std::string>> KeyStore::ListDataObjects(std::string_v
 absl::Status KeyStore::DeleteDataObject(std::string_view label) {
   HOSN_RETURN_IF_ERROR(CheckLabel(label));
   return internals_->pool->Run(OpKind::kOther, [&](Session& session) -> absl::Status {
+    internals_->data_index->Forget(label);
     HOSN_ASSIGN_OR_RETURN(std::vector<Version> versions, ReadVersions(session, label));
     return DestroyVersions(session, versions);
   });

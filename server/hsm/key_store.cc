@@ -323,6 +323,7 @@ absl::StatusOr<std::unique_ptr<KeyStore>> KeyStore::Create(const KeyStoreOptions
     return absl::InvalidArgumentError("no pkcs11 module path (option or uri module-path)");
   }
   auto internals = std::make_unique<Internals>();
+  internals->data_index = std::make_unique<DataObjectIndex>(options.data_index_refresh);
   HOSN_ASSIGN_OR_RETURN(internals->mechanisms, MechanismTable::Create(options.mechanism_overrides));
 
   // 2. The PIN, from a file or a systemd credential only.

@@ -146,6 +146,11 @@ struct KeyStoreOptions {
   // SoftHSM serialises operations on token objects through file locks;
   // copies run 1.5-5x faster and in parallel. Copies die with their session.
   bool copy_keys_to_session_objects = true;
+  // How often the index of fleet-state data objects is rebuilt from a full
+  // scan of the token (server/hsm/data_object_index.h). It bounds how long
+  // a put that failed midway on another replica can leave this one reading
+  // the older of two versions.
+  absl::Duration data_index_refresh = absl::Seconds(30);
 };
 
 // A DEK unwrapped into a session object, valid only inside the callback of

@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/base/sync.h"
+#include "server/hsm/data_object_index.h"
 #include "server/hsm/key_store.h"
 #include "server/hsm/mechanisms.h"
 #include "server/hsm/pkcs11.h"
@@ -42,6 +43,8 @@ struct KeyStore::Internals {
   // in this process cannot both create a key with one label and id.
   // hosn-keyd owns the token's keys; no other process creates keys on it.
   Mutex create_mu;
+  // Label -> handle hints for the data objects (data_objects.cc).
+  std::unique_ptr<DataObjectIndex> data_index;
   Mutex capability_mu;
   absl::flat_hash_map<std::string, absl::Status> capabilities ABSL_GUARDED_BY(capability_mu);
 };

@@ -56,6 +56,9 @@ class Session {
 
   CK_FUNCTION_LIST* fn() const { return functions_; }
   CK_SESSION_HANDLE handle() const { return handle_; }
+  // Bumped by every recovery: object handles of an older generation may name
+  // other objects (or none) now.
+  uint64_t generation() const { return generation_; }
 
   // Every object matching `ref`: CKA_CLASS, CKA_KEY_TYPE and CKA_LABEL are
   // always in the template, CKA_ID when `ref.id` is set. Token objects are
