@@ -1,8 +1,9 @@
 // Fleet state on the HSM token: node records and release policies as PKCS#11
 // data objects (proto/hosn/keyd/v1/fleet.proto), read through the KeyStore on
 // every use so that a revocation or a policy change made on any replica
-// holds on every replica at once. There is no cache (docs/release.md says
-// what a read costs).
+// holds on every replica at once. Values are never cached; the KeyStore only
+// remembers which object holds each label (server/hsm/data_object_index.h),
+// so a read costs the same however many nodes are enrolled.
 //
 // Labels: "node/<node_id>" and "policy/<node_class>"; ids and classes are
 // 1-128 of [A-Za-z0-9._-] (the peer-identity name rule), so a label never
