@@ -18,6 +18,7 @@
 #include "common/bundle/bundle.h"
 #include "common/lineage/chain.h"
 #include "common/lineage/lineage.h"
+#include "common/lineage/training_host_quote.h"
 
 namespace hosn::ctl {
 namespace {
@@ -35,6 +36,11 @@ constexpr char kUsage[] =
     "      [--tls-server-name NAME] [--signer-label LABEL] [--keyd-timeout SECONDS]\n"
     "  hosnctl lineage verify --ca PEM --bundle DIR [--bundle DIR]...\n"
     "      --envelope FILE [--envelope FILE]... [--dataset NAME=FILE]...\n"
+    "      [--training-host-ak AK_PUBLIC]\n"
+    "  hosnctl lineage quote-nonce --output DIR --ca PEM\n"
+    "      prints the qualifyingData (hex) the training host quotes with, e.g.\n"
+    "      tpm2_quote -c ak.ctx -l sha256:0,1,2,3,4,5,6,7 -q HEX -g sha256 \\\n"
+    "        -m attest.bin -s sig.bin    (then sign --quote-attest attest.bin ...)\n"
     "exit codes: 0 ok, 1 error, 2 usage, 3 bundle refused, 5 hosn-keyd refused the caller,\n"
     "  6 hosn-keyd unreachable or failed, 7 lineage refused (envelope or link)\n";
 
@@ -238,6 +244,12 @@ int Sign(const std::vector<std::string>& args, FILE* out, FILE* err) {
     quote->set_attest(parts[0]);
     quote->set_signature(parts[1]);
     quote->set_ak_public(parts[2]);
+    // Refuse a quote a verifier would refuse before the HSM signs it.
+    v1::LineageStatement draft;
+    *draft.mutable_predicate() = predicate;
+    auto checked = lineage::VerifyTrainingHostQuote(draft, std::nullopt);
+    if (!checked.ok())
+      return Fail(kExitLineageRefused, "training host quote", checked.status(), err);
   }
 
   // Parents: verified envelopes that produced one of the inputs.
@@ -297,10 +309,60 @@ int Sign(const std::vector<std::string>& args, FILE* out, FILE* err) {
   return kExitOk;
 }
 
-int Verify(const std::vector<std::string>& args, FILE* out, FILE* err) {
-  auto flags =
-      ParseArgs(args, {"ca"}, {"bundle", "envelope", "dataset"}, {"ca", "bundle", "envelope"}, err);
+// Checks each link's training-host quote (section 6 of docs/lineage.md) and
+// prints one line per link; an exit code on failure. With a pinned AK every
+// quote must be by that AK (a link without a quote says so; it cannot have
+// lost one, which the envelope signature covers).
+std::optional<int> VerifyQuotes(const lineage::ChainInput& input,
+                                const std::optional<std::string>& pinned_ak, FILE* out, FILE* err) {
+  for (const auto& link : input.links) {
+    const v1::LineageStatement& statement = link.verified.statement;
+    if (!statement.predicate().has_training_host_quote()) {
+      std::fprintf(out, "link %s: no training host quote\n", link.label.c_str());
+      continue;
+    }
+    auto quote = lineage::VerifyTrainingHostQuote(statement, pinned_ak);
+    if (!quote.ok()) {
+      const int code = quote.status().code() == absl::StatusCode::kFailedPrecondition
+                           ? kExitLineageRefused
+                       : quote.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage
+                                                                                     : kExitError;
+      return Fail(code, "link " + link.label, quote.status(), err);
+    }
+    std::fprintf(out,
+                 "link %s: training host quote verified: ak sha256 %s (%s), %s, pcrDigest %s\n",
+                 link.label.c_str(), quote->ak_sha256.c_str(),
+                 quote->ak_pinned ? "pinned"
+                                  : "UNPINNED: any TPM key could have made it; pass "
+                                    "--training-host-ak to require the enrolled AK",
+                 quote->pcr_selection.c_str(), quote->pcr_digest.c_str());
+  }
+  return std::nullopt;
+}
+
+int QuoteNonce(const std::vector<std::string>& args, FILE* out, FILE* err) {
+  auto flags = ParseArgs(args, {"output", "ca"}, {}, {"output", "ca"}, err);
   if (!flags) return kExitUsage;
+  auto ca = ReadFile(flags->Get("ca"), 1 << 20);
+  if (!ca.ok()) return Fail(kExitError, "--ca", ca.status(), err);
+  auto model = ModelOfBundle(flags->Get("output"), bundle::TrustOptions{*ca, std::nullopt});
+  if (!model.ok()) return Fail(kExitRefused, "bundle " + flags->Get("output"), model.status(), err);
+  auto nonce = lineage::TrainingHostQualifyingData(model->manifest_sha256());
+  if (!nonce.ok()) return Fail(kExitError, "quote-nonce", nonce.status(), err);
+  std::fprintf(out, "%s\n", HexEncode(*nonce).c_str());
+  return kExitOk;
+}
+
+int Verify(const std::vector<std::string>& args, FILE* out, FILE* err) {
+  auto flags = ParseArgs(args, {"ca", "training-host-ak"}, {"bundle", "envelope", "dataset"},
+                         {"ca", "bundle", "envelope"}, err);
+  if (!flags) return kExitUsage;
+  std::optional<std::string> pinned_ak;
+  if (!flags->Get("training-host-ak").empty()) {
+    auto bytes = ReadFile(flags->Get("training-host-ak"), 1 << 16);
+    if (!bytes.ok()) return Fail(kExitError, "--training-host-ak", bytes.status(), err);
+    pinned_ak = *std::move(bytes);
+  }
   auto ca = ReadFile(flags->Get("ca"), 1 << 20);
   if (!ca.ok()) return Fail(kExitError, "--ca", ca.status(), err);
   const bundle::TrustOptions trust{*ca, std::nullopt};
@@ -323,6 +385,7 @@ int Verify(const std::vector<std::string>& args, FILE* out, FILE* err) {
   absl::Status chain = lineage::VerifyChain(input, &report);
   if (!chain.ok()) return Fail(kExitLineageRefused, "lineage", chain, err);
   for (const std::string& line : report) std::fprintf(out, "%s\n", line.c_str());
+  if (auto failed = VerifyQuotes(input, pinned_ak, out, err)) return *failed;
   std::fprintf(out, "lineage verified: %zu links, %zu bundles\n", input.links.size(),
                input.bundles.size());
   return kExitOk;
@@ -337,6 +400,7 @@ int RunLineageCommand(const std::vector<std::string>& args, FILE* out, FILE* err
   }
   if (args[0] == "sign") return Sign(args, out, err);
   if (args[0] == "verify") return Verify(args, out, err);
+  if (args[0] == "quote-nonce") return QuoteNonce(args, out, err);
   if (args[0] == "help" || args[0] == "--help") {
     std::fprintf(out, "%s", kUsage);
     return kExitOk;

@@ -13,9 +13,10 @@
 //   6. the PCR values sent beside the quote, hashed with the signature's hash
 //      in selection order, equal pcrDigest.
 // The signature is checked before the body is interpreted, so only bytes the
-// AK signed reach the structure parser. The steps are also exposed one by
-// one for tests, fuzzing and the benchmark. Stateless and thread-safe; AK
-// objects may be shared between threads.
+// AK signed reach the structure parser. Steps 1-4 are common/tpm/quote_check.h
+// (shared with offline verifiers); this layer names their denial reasons. The steps are also
+// exposed one by one for tests, fuzzing and the benchmark. Stateless and thread-safe; AK objects
+// may be shared between threads.
 #ifndef HOSN_SERVER_ATTEST_QUOTE_VERIFIER_H_
 #define HOSN_SERVER_ATTEST_QUOTE_VERIFIER_H_
 
@@ -28,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/tpm/ak_public.h"
+#include "common/tpm/quote_check.h"
 #include "common/tpm/tpm_types.h"
 
 namespace hosn::attest {
@@ -50,16 +52,15 @@ absl::StatusOr<std::unique_ptr<tpm::AkPublicKey>> AcceptAk(std::span<const uint8
 // Same for a public area already parsed.
 absl::StatusOr<std::unique_ptr<tpm::AkPublicKey>> AcceptAk(const TPMT_PUBLIC& public_area);
 
-// Steps 1-3. Returns the signature's scheme and hash algorithm.
-struct SignatureInfo {
-  TPM2_ALG_ID scheme = TPM2_ALG_NULL;
-  TPM2_ALG_ID hash = TPM2_ALG_NULL;
-};
+// Steps 1-3 (tpm::CheckQuoteSignature, its faults as denials). Returns the
+// signature's scheme and hash algorithm.
+using SignatureInfo = tpm::SignatureInfo;
 absl::StatusOr<SignatureInfo> VerifyQuoteSignature(const tpm::AkPublicKey& ak,
                                                    std::span<const uint8_t> attest,
                                                    std::span<const uint8_t> signature);
 
-// Step 4: magic, type, strict parse. Never looks at the signature.
+// Step 4: magic, type, strict parse (tpm::ParseQuoteAttest, its faults as
+// denials). Never looks at the signature.
 absl::StatusOr<TPMS_ATTEST> ParseQuote(std::span<const uint8_t> attest);
 
 // Step 6: recomputes pcrDigest of `quote` from `sent` with `digest_alg` and

@@ -3,7 +3,9 @@
 // packed by hosnctl: a three-step chain (base, LoRA adapter, merge of base and
 // adapter) verifies, and every change to a digest, hyperparameter, parent
 // link or bundle, or a signer under another CA, fails naming the link. The
-// daemon refuses to sign anything that is not our canonical Statement.
+// adapter carries a real swtpm quote bound to its output, checked by sign and
+// verify. The daemon refuses to sign anything that is not our canonical
+// Statement.
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "client/ctl/keyd_signer.h"
+#include "common/base/hex.h"
 #include "common/lineage/lineage.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
@@ -19,10 +22,12 @@
 #include "gtest/gtest.h"
 #include "hosn/keyd/v1/signing.grpc.pb.h"
 #include "tests/client/ctl/keyd_fixture.h"
+#include "tests/server/attest/swtpm.h"
 
 namespace hosn::ctl {
 namespace {
 
+using ::hosn::attest::testing::Swtpm;
 using keyd_fixture::BinaryPath;
 using keyd_fixture::IsOk;
 using keyd_fixture::KeydFixture;
@@ -78,18 +83,14 @@ class HosnctlLineageTest : public KeydFixture {
     merged_ = Pack(Model("merged", 3), "merged.bundle", "tiny-merged");
     dataset_ = dir_.Join("chat.jsonl");
     WriteFileOrDie(dataset_, "{\"q\": \"hi\", \"a\": \"hello\"}\n");
-    // Stand-ins for the training host's quote (carried, not yet checked).
-    WriteFileOrDie(dir_.Join("quote.attest"), "\xffTCG-attest-bytes");
-    WriteFileOrDie(dir_.Join("quote.sig"), "signature-bytes");
-    WriteFileOrDie(dir_.Join("ak.pub"), "ak-public-bytes");
+    // The training host's quote, from a real swtpm, bound to the adapter.
+    ASSERT_NO_FATAL_FAILURE(QuoteFor(adapter_, *ak_, "quote"));
     adapter_env_ = dir_.Join("adapter.dsse.json");
     merge_env_ = dir_.Join("merge.dsse.json");
-    ASSERT_EQ(Lineage(absl::StrCat(
-                  "sign --kind lora-adapter --base ", base_, " --output ", adapter_, " --ca ", ca_,
-                  " --dataset chat=", dataset_, " --param lr=0.0002 --param rank=8 --quote-attest ",
-                  dir_.Join("quote.attest"), " --quote-signature ", dir_.Join("quote.sig"),
-                  " --quote-ak-public ", dir_.Join("ak.pub"), " --out ", adapter_env_,
-                  KeydFlags("signer"))),
+    ASSERT_EQ(Lineage(absl::StrCat("sign --kind lora-adapter --base ", base_, " --output ",
+                                   adapter_, " --ca ", ca_, " --dataset chat=", dataset_,
+                                   " --param lr=0.0002 --param rank=8", QuoteFlags("quote"),
+                                   " --out ", adapter_env_, KeydFlags("signer"))),
               0)
         << Err() << keyd_->Log();
     EXPECT_THAT(Out(), HasSubstr("signed lora-adapter tiny-lora@1.0"));
@@ -98,6 +99,31 @@ class HosnctlLineageTest : public KeydFixture {
                                    " --param weight=0.5 --out ", merge_env_, KeydFlags("signer"))),
               0)
         << Err();
+  }
+
+  // As a training host does: `lineage quote-nonce` for `bundle`, then a swtpm
+  // quote with `ak` over it, written to NAME.attest, NAME.sig and NAME.ak.
+  void QuoteFor(const std::string& bundle, const Swtpm::Ak& ak, const std::string& name) {
+    ASSERT_EQ(Lineage(absl::StrCat("quote-nonce --output ", bundle, " --ca ", pki_, "/ca.pem")), 0)
+        << Err();
+    std::string hex = Out();
+    ASSERT_FALSE(hex.empty());
+    hex.pop_back();  // newline
+    auto nonce = HexDecode(hex);
+    ASSERT_THAT(nonce.status(), IsOk());
+    ASSERT_EQ(nonce->size(), 32u);
+    auto quote = tpm_->MakeQuote(ak, "sha256:0,1,2,3,4,5,6,7", *nonce);
+    ASSERT_THAT(quote.status(), IsOk());
+    WriteFileOrDie(dir_.Join(name + ".attest"),
+                   std::string(quote->attest.begin(), quote->attest.end()));
+    WriteFileOrDie(dir_.Join(name + ".sig"),
+                   std::string(quote->signature.begin(), quote->signature.end()));
+    WriteFileOrDie(dir_.Join(name + ".ak"),
+                   std::string(ak.tpmt_public.begin(), ak.tpmt_public.end()));
+  }
+  std::string QuoteFlags(const std::string& name) {
+    return absl::StrCat(" --quote-attest ", dir_.Join(name + ".attest"), " --quote-signature ",
+                        dir_.Join(name + ".sig"), " --quote-ak-public ", dir_.Join(name + ".ak"));
   }
 
   std::string VerifyArgs(const std::string& adapter_bundle, const std::string& envelopes) {
@@ -127,8 +153,31 @@ class HosnctlLineageTest : public KeydFixture {
     return options;
   }
 
+  static void SetUpTestSuite() {
+    auto started = Swtpm::Start();
+    ASSERT_THAT(started.status(), IsOk());
+    tpm_ = started->release();
+    auto ak = tpm_->CreateAk("train_ak", "ecc", "ecdsa");
+    ASSERT_THAT(ak.status(), IsOk());
+    ak_ = new Swtpm::Ak(*ak);
+    auto other = tpm_->CreateAk("other_ak", "ecc", "ecdsa");
+    ASSERT_THAT(other.status(), IsOk());
+    other_ak_ = new Swtpm::Ak(*other);
+  }
+  static void TearDownTestSuite() {
+    delete ak_;
+    delete other_ak_;
+    delete tpm_;
+  }
+
+  static Swtpm* tpm_;
+  static Swtpm::Ak* ak_;
+  static Swtpm::Ak* other_ak_;
   std::string ca_, base_, adapter_, merged_, dataset_, adapter_env_, merge_env_;
 };
+Swtpm* HosnctlLineageTest::tpm_ = nullptr;
+Swtpm::Ak* HosnctlLineageTest::ak_ = nullptr;
+Swtpm::Ak* HosnctlLineageTest::other_ak_ = nullptr;
 
 TEST_F(HosnctlLineageTest, ThreeStepChainVerifies) {
   ASSERT_NO_FATAL_FAILURE(BuildChain());
@@ -137,6 +186,10 @@ TEST_F(HosnctlLineageTest, ThreeStepChainVerifies) {
   EXPECT_THAT(Out(), HasSubstr("lora-adapter tiny-lora@1.0 <- tiny-base@1.0"));
   EXPECT_THAT(Out(), HasSubstr("merge tiny-merged@1.0 <- tiny-base@1.0 + tiny-lora@1.0"));
   EXPECT_THAT(Out(), HasSubstr("lineage verified: 2 links, 3 bundles"));
+  EXPECT_THAT(Out(), HasSubstr(absl::StrCat("link ", adapter_env_,
+                                            ": training host quote verified: ak sha256 ")));
+  EXPECT_THAT(Out(), HasSubstr("UNPINNED"));
+  EXPECT_THAT(Out(), HasSubstr(absl::StrCat("link ", merge_env_, ": no training host quote")));
 
   // The envelope is plain DSSE: openssl checks the signature over PAE with
   // the HSM key's public half.
@@ -162,8 +215,8 @@ TEST_F(HosnctlLineageTest, ThreeStepChainVerifies) {
   auto adapter_statement = lineage::ParseStatement(adapter->payload());
   ASSERT_THAT(adapter_statement.status(), IsOk());
   const auto& quote = adapter_statement->predicate().training_host_quote();
-  EXPECT_EQ(quote.attest(), "\xffTCG-attest-bytes");
-  EXPECT_EQ(quote.ak_public(), "ak-public-bytes");
+  EXPECT_EQ(quote.attest(), ReadFileOrDie(dir_.Join("quote.attest")));
+  EXPECT_EQ(quote.ak_public(), ReadFileOrDie(dir_.Join("quote.ak")));
   EXPECT_EQ(adapter_statement->predicate().datasets(0).sha256(),
             lineage::Sha256Hex(ReadFileOrDie(dataset_)));
   // Every signature is an audited decision naming its subject.
@@ -177,6 +230,44 @@ TEST_F(HosnctlLineageTest, ThreeStepChainVerifies) {
   EXPECT_EQ(Lineage(absl::StrCat("sign --kind fine-tune --base ", base_, " --output ", adapter_,
                                  " --ca ", ca_, " --out ", merge_env_, KeydFlags("signer"))),
             2);
+}
+
+// The training host's quote: verified against a pinned AK; another AK is
+// refused; sign refuses a quote with a flipped signature bit or one bound to
+// another output before the HSM signs anything.
+TEST_F(HosnctlLineageTest, TrainingHostQuoteChecked) {
+  ASSERT_NO_FATAL_FAILURE(BuildChain());
+  ASSERT_EQ(Lineage(VerifyArgs(adapter_, BothEnvelopes()) + " --training-host-ak " +
+                    dir_.Join("quote.ak")),
+            0)
+      << Err();
+  EXPECT_THAT(Out(), HasSubstr("(pinned)"));
+  EXPECT_THAT(Out(), ::testing::Not(HasSubstr("UNPINNED")));
+
+  ASSERT_NO_FATAL_FAILURE(QuoteFor(adapter_, *other_ak_, "other"));
+  EXPECT_EQ(Lineage(VerifyArgs(adapter_, BothEnvelopes()) + " --training-host-ak " +
+                    dir_.Join("other.ak")),
+            7);
+  EXPECT_THAT(Err(), HasSubstr(absl::StrCat("link ", adapter_env_, ": quote_ak_mismatch")));
+
+  std::string signature = ReadFileOrDie(dir_.Join("quote.sig"));
+  signature[signature.size() - 2] ^= 0x01;
+  WriteFileOrDie(dir_.Join("flipped.sig"), signature);
+  const std::string out = dir_.Join("refused.dsse.json");
+  EXPECT_EQ(
+      Lineage(absl::StrCat("sign --kind lora-adapter --base ", base_, " --output ", adapter_,
+                           " --ca ", ca_, " --quote-attest ", dir_.Join("quote.attest"),
+                           " --quote-signature ", dir_.Join("flipped.sig"), " --quote-ak-public ",
+                           dir_.Join("quote.ak"), " --out ", out, KeydFlags("signer"))),
+      7);
+  EXPECT_THAT(Err(), HasSubstr("quote_signature_invalid"));
+  ASSERT_NO_FATAL_FAILURE(QuoteFor(base_, *ak_, "for-base"));
+  EXPECT_EQ(Lineage(absl::StrCat("sign --kind lora-adapter --base ", base_, " --output ", adapter_,
+                                 " --ca ", ca_, QuoteFlags("for-base"), " --out ", out,
+                                 KeydFlags("signer"))),
+            7);
+  EXPECT_THAT(Err(), HasSubstr("quote_nonce_mismatch"));
+  EXPECT_FALSE(std::filesystem::exists(out));
 }
 
 // A changed hyperparameter, data set digest, manifest digest or parent link
