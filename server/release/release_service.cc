@@ -349,8 +349,12 @@ absl::StatusOr<v1::RevokeNodeResponse> ReleaseService::RevokeNode(
     record->set_revoked(true);
     record->set_revocation_reason(request.reason());
     record->set_revoked_at_unix_seconds(NowUnix());
-    HOSN_RETURN_IF_ERROR(WriteNode(*store, *record));
   }
+  // Written even when already revoked: an earlier revocation whose put failed
+  // midway may have left the unrevoked version on the token beside the
+  // revoked one, and a replica that remembered its handle would keep
+  // releasing to the node; a put destroys every older version.
+  HOSN_RETURN_IF_ERROR(WriteNode(*store, *record));
   return v1::RevokeNodeResponse();
 }
 

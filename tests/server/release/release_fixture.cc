@@ -2,6 +2,7 @@
 #include "tests/server/release/release_fixture.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -84,13 +85,24 @@ void ReleaseFixture::StartSecondReplica(int challenge_ttl_seconds) {
   keyd2_ = Launch(challenge_ttl_seconds, folder, folder + "/audit");
 }
 
+void ReleaseFixture::StartFaultyReplica(const std::string& module_path,
+                                        const std::string& fault_spec) {
+  const std::string folder = dir_.Join("replica2");
+  ASSERT_TRUE(RunCommand("mkdir -p " + folder).ok());
+  // The child inherits the environment when it is started.
+  ::setenv("HOSN_FAULT_PKCS11_SPEC", fault_spec.c_str(), 1);
+  keyd2_ = Launch(5, folder, folder + "/audit", module_path);
+  ::unsetenv("HOSN_FAULT_PKCS11_SPEC");
+}
+
 void ReleaseFixture::UseReplica(int replica) {
   active_ = replica == 2 ? keyd2_.get() : keyd_.get();
 }
 
 std::unique_ptr<KeydProcess> ReleaseFixture::Launch(int challenge_ttl_seconds,
                                                     const std::string& folder,
-                                                    const std::string& audit_dir) {
+                                                    const std::string& audit_dir,
+                                                    const std::string& module_path) {
   const std::string path = folder + "/keyd.textproto";
   std::ofstream(path) << absl::StrCat(R"(
 listen_address: "127.0.0.1:0"
@@ -104,7 +116,7 @@ tls {
 }
 hsm {
   module_path: ")",
-                                      SoftHsmToken::kModulePath, R"("
+                                      module_path, R"("
   token_uri: "pkcs11:token=hosn-keyd"
   pin_reference: ")",
                                       token_->pin_reference(), R"("

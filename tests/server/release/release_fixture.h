@@ -55,6 +55,10 @@ class ReleaseFixture : public ::testing::Test {
   // A second hosn-keyd on the same token (own folder, own audit chain), and
   // which replica the helpers below talk to (1 or 2; StartKeyd selects 1).
   void StartSecondReplica(int challenge_ttl_seconds = 5);
+  // The second replica on `module_path` (the fault-injecting module of
+  // tests/server/hsm) with $HOSN_FAULT_PKCS11_SPEC = `fault_spec` in its
+  // environment, so that only that replica's PKCS#11 calls fail.
+  void StartFaultyReplica(const std::string& module_path, const std::string& fault_spec);
   void UseReplica(int replica);
   // A new swtpm-backed node.
   Node NewNode(const std::string& name);
@@ -95,9 +99,9 @@ class ReleaseFixture : public ::testing::Test {
   absl::StatusOr<std::string> Open(const agent::EphemeralKey& key,
                                    const v1::ReleaseKeyResponse& response);
 
-  std::unique_ptr<hosn::testing::KeydProcess> Launch(int challenge_ttl_seconds,
-                                                     const std::string& folder,
-                                                     const std::string& audit_dir);
+  std::unique_ptr<hosn::testing::KeydProcess> Launch(
+      int challenge_ttl_seconds, const std::string& folder, const std::string& audit_dir,
+      const std::string& module_path = hosn::testing::SoftHsmToken::kModulePath);
 
   // The audit logs' text (both replicas), and the active replica's scrape.
   std::string AuditText() const;

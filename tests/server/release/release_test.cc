@@ -392,5 +392,25 @@ TEST_F(ReleaseTest, ReplicasShareOnlyTheHsm) {
   ExpectDenied("node-a", attempt.request, "node revoked", "node revoked");
 }
 
+// A revocation whose write failed midway on replica 2 (the revoked record was
+// created, the old one could not be destroyed) and which the operator then
+// retries with success holds on replica 1 too, although replica 1 remembered
+// the handle of the old, unrevoked record.
+TEST_F(ReleaseTest, RetriedRevocationHoldsOnEveryReplica) {
+  ASSERT_NO_FATAL_FAILURE(EnrollNodeA());
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt attempt, Prepare(a_, "node-a"));
+  v1::ReleaseKeyResponse response;
+  ASSERT_TRUE(Release("node-a", attempt.request, &response).ok());
+
+  ASSERT_NO_FATAL_FAILURE(StartFaultyReplica(HOSN_FAULT_PKCS11_PATH,
+                                             "fn=C_DestroyObject,count=1,rv=CKR_FUNCTION_FAILED"));
+  UseReplica(2);
+  EXPECT_FALSE(RevokeNode("a").ok());
+  ASSERT_TRUE(RevokeNode("a").ok());
+
+  UseReplica(1);
+  ExpectDenied("node-a", attempt.request, "node revoked", "node revoked");
+}
+
 }  // namespace
 }  // namespace hosn::release::testing
