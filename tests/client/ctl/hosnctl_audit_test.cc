@@ -333,6 +333,9 @@ TEST_F(AuditTest, FullDiskRefusesDecisions) {
   auto metrics = hosn::testing::HttpGet(keyd_->metrics_port(), "/metrics");
   ASSERT_TRUE(metrics.ok());
   EXPECT_THAT(*metrics, HasSubstr("hosn_keyd_audit_healthy 1"));
+  // Checkpoint signing works (outages: tests/server/audit/audit_outage_test.cc).
+  EXPECT_THAT(*metrics, HasSubstr("hosn_keyd_audit_checkpoint_signing 1"));
+  EXPECT_THAT(*metrics, HasSubstr("hosn_keyd_audit_checkpoint_failures_total 0"));
 
   // Fill the file system.
   Sh(absl::StrCat("dd if=/dev/zero of=", mount_point, "/fill bs=4k 2>/dev/null"));
