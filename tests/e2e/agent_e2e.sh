@@ -90,6 +90,14 @@ kill -TERM "$agent_pid"; code=0; wait "$agent_pid" || code=$?; agent_pid=""
 
 # 2. Exec mode: byte-identical plaintext.
 expect_release "exec mode"
+# An engine that cannot be started: exit 16 in both modes, plaintext removed.
+for mode in exec supervise; do
+  code=0; hosn_agent "$keyd" "$work/bundle" "$target" --mode "$mode" -- "$work/no-such-engine" \
+    >"$work/agent.log" 2>&1 || code=$?
+  [ "$code" -eq 16 ] && [ ! -e "$target" ] && pass "$mode, engine missing: exit 16, plaintext removed" \
+    || { fail "$mode, engine missing: exit $code"; sed 's/^/    /' "$work/agent.log"; }
+  rm -rf "$target"
+done
 
 # 3. Bundle refusals (checked by the node before or while decrypting).
 cp -r "$work/bundle" "$work/tampered"

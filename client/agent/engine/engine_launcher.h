@@ -35,8 +35,8 @@ absl::Status ExecEngine(const std::vector<std::string>& argv, const std::string&
 
 // Supervise mode. Runs the engine, waits for it, then removes `model_dir`
 // recursively. Returns the engine's exit code, or 128 + signal number if it
-// was killed by a signal. Internal if the engine could not be started (the
-// directory is removed then too).
+// was killed by a signal. NotFound (no such binary) or Internal if the
+// engine could not be started (the directory is removed then too).
 absl::StatusOr<int> SuperviseEngine(const std::vector<std::string>& argv,
                                     const std::string& model_dir);
 

@@ -82,12 +82,19 @@ TEST(EngineLauncher, SignalledEngine) {
   EXPECT_FALSE(std::filesystem::exists(model_dir));
 }
 
-// A missing engine binary exits 127 in the child; the plaintext is removed.
+// A missing engine binary is an engine that could not be started (NotFound,
+// exit 16 in `run`), not an engine that ran and exited 127; the plaintext is
+// removed. A shell that runs and exits 127 itself still reports 127.
 TEST(EngineLauncher, MissingEngine) {
   ScopedTempDir dir;
   const std::string model_dir = dir.Join("model");
   std::filesystem::create_directory(model_dir);
-  HOSN_ASSERT_OK_AND_ASSIGN(int code, SuperviseEngine({"/nonexistent/engine"}, model_dir));
+  EXPECT_THAT(SuperviseEngine({"/nonexistent/engine"}, model_dir),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("cannot execute engine")));
+  EXPECT_FALSE(std::filesystem::exists(model_dir));
+
+  std::filesystem::create_directory(model_dir);
+  HOSN_ASSERT_OK_AND_ASSIGN(int code, SuperviseEngine({"/bin/sh", "-c", "exit 127"}, model_dir));
   EXPECT_EQ(code, 127);
   EXPECT_FALSE(std::filesystem::exists(model_dir));
 }
