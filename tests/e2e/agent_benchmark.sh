@@ -70,9 +70,19 @@ hosn_agent "$keyd" "$work/bundle-gen" "$target" --timings-json "$work/gen.json" 
 total=$((($(date +%s%N) - started) / 1000000))
 rm -rf "$target"
 
+# Ceilings in the same run: a plain write of as many bytes into the same
+# tmpfs, and OpenSSL's AES-256-GCM decryption on one core (16 KiB blocks).
+mkdir -p "$target"
+write_started=$(date +%s%N)
+dd if=/dev/zero of="$target/ceiling" bs=1M count="$size_mib" status=none
+write_ms=$((($(date +%s%N) - write_started) / 1000000))
+rm -rf "$target"
+gcm_kbps="$(openssl speed -evp aes-256-gcm -decrypt -bytes 16384 -seconds 1 2>/dev/null |
+  awk 'tolower($1) == "aes-256-gcm" {sub(/k$/, "", $NF); print $NF}')"
+
 node -e '
   const fs = require("fs");
-  const [dir, runs, total, size] = process.argv.slice(1);
+  const [dir, runs, total, size, write_ms, gcm] = process.argv.slice(1);
   const real = [...Array(+runs).keys()].map((i) => JSON.parse(fs.readFileSync(`${dir}/run-${i + 1}.json`)));
   const gen = JSON.parse(fs.readFileSync(`${dir}/gen.json`));
   const med = (k) => { const v = real.map((r) => r[k]).sort((a, b) => a - b); return v[(v.length - 1) >> 1]; };
@@ -86,5 +96,8 @@ node -e '
   row("total, agent start to serving", med("total_ms").toFixed(0), total);
   row("plaintext MB", (real[0].plaintext_bytes / 1e6).toFixed(1), (gen.plaintext_bytes / 1e6).toFixed(0));
   console.log(`real model: median of ${runs} runs; decrypt throughput of the generated model: ` +
-              `${(gen.plaintext_bytes / 1048576 / (gen.decrypt_ms / 1000)).toFixed(0)} MiB/s`);' \
-  "$work" "$runs" "$total" "$size_mib"
+              `${(gen.plaintext_bytes / 1048576 / (gen.decrypt_ms / 1000)).toFixed(0)} MiB/s`);
+  console.log(`ceilings in this run: dd of ${size} MiB into the same tmpfs ` +
+              `${(size / (write_ms / 1000)).toFixed(0)} MiB/s; openssl AES-256-GCM decrypt, one core, ` +
+              `${(gcm * 1000 / 1048576).toFixed(0)} MiB/s`);' \
+  "$work" "$runs" "$total" "$size_mib" "$write_ms" "$gcm_kbps"
