@@ -10,6 +10,7 @@
 #include "client/ctl/bundle_command.h"
 #include "common/base/file_util.h"
 #include "common/base/hex.h"
+#include "common/tpm/marshal.h"
 #include "common/tpm/pcr_file.h"
 #include "hosn/keyd/v1/admin.grpc.pb.h"
 
@@ -20,8 +21,8 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: hosnctl node enroll KEYD --node-id ID --node-class CLASS --ak-public FILE\n"
-    "           --ek-public FILE (--tcti TCTI | --challenge-out DIR\n"
-    "           | --challenge DIR --activation-secret REF)\n"
+    "           --ek-public FILE (--tcti TCTI [--ek-algorithm ecc-p256|rsa-2048]\n"
+    "           | --challenge-out DIR | --challenge DIR --activation-secret REF)\n"
     "       hosnctl node revoke KEYD --node-id ID [--reason TEXT]\n"
     "       hosnctl policy set KEYD --node-class CLASS --pcrs FILE [--pcrs FILE...]\n"
     "           --model NAME [--model NAME...] [--require-event-log]\n"
@@ -71,10 +72,26 @@ std::span<const uint8_t> Span(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
+// The EK template the local TPM is to load for ActivateCredential: the type of
+// the EK public sent, unless --ek-algorithm names one.
+absl::StatusOr<agent::EkAlgorithm> EkAlgorithmFor(const agent::ParsedArgs& flags,
+                                                  const std::string& ek_public) {
+  if (flags.Has("ek-algorithm")) {
+    const std::string name = flags.Get("ek-algorithm");
+    if (name == "ecc-p256") return agent::EkAlgorithm::kEccP256;
+    if (name == "rsa-2048") return agent::EkAlgorithm::kRsa2048;
+    return absl::InvalidArgumentError("--ek-algorithm: must be ecc-p256 or rsa-2048");
+  }
+  if (ek_public.empty()) return agent::EkAlgorithm::kEccP256;
+  auto ek = tpm::Unmarshal2bPublic(Span(ek_public));
+  if (!ek.ok()) return absl::InvalidArgumentError("--ek-public: not a TPM2B_PUBLIC");
+  return ek->type == TPM2_ALG_RSA ? agent::EkAlgorithm::kRsa2048 : agent::EkAlgorithm::kEccP256;
+}
+
 int Enroll(const std::vector<std::string>& args) {
   auto flags = ParseArgs(args,
                          With({"node-id", "node-class", "ak-public", "ek-public", "tcti",
-                               "challenge-out", "challenge", "activation-secret"}),
+                               "ek-algorithm", "challenge-out", "challenge", "activation-secret"}),
                          {}, With({"node-id", "node-class", "ak-public", "ek-public"}, true));
   if (!flags.ok()) return Fail(kExitUsage, flags.status());
   auto ak = ReadFile(flags->Get("ak-public"), 4096);
@@ -124,7 +141,10 @@ int Enroll(const std::vector<std::string>& args) {
       return kExitOk;
     }
     if (!flags->Has("tcti")) return Fail(kExitUsage, absl::InvalidArgumentError(kUsage));
-    auto tpm = agent::TpmDevice::Open(flags->Get("tcti"));
+    auto ek_algorithm = EkAlgorithmFor(*flags, *ek);
+    if (!ek_algorithm.ok()) return Fail(kExitUsage, ek_algorithm.status());
+    auto tpm = agent::TpmDevice::Open(flags->Get("tcti"), agent::AkAlgorithm::kEcdsaP256Sha256,
+                                      *ek_algorithm);
     if (!tpm.ok()) return Fail(kExitError, tpm.status());
     auto secret = (*tpm)->ActivateCredential(Span(challenge->credential_blob()),
                                              Span(challenge->encrypted_secret()));

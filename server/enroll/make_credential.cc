@@ -5,8 +5,12 @@
 #include <openssl/hmac.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
 #include <tss2/tss2_mu.h>
 
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -109,6 +113,175 @@ absl::StatusOr<Bytes> PublicCoordinate(EVP_PKEY* key, const char* param, size_t 
   return out;
 }
 
+// The seed both sides derive the credential keys from, and what the TPM needs
+// to recover it: a marshalled TPM2B_ENCRYPTED_SECRET.
+struct SharedSeed {
+  SecretBytes seed;
+  Bytes encrypted_secret;
+};
+
+absl::StatusOr<Bytes> MarshalEncryptedSecret(const TPM2B_ENCRYPTED_SECRET& secret) {
+  Bytes out(sizeof(TPM2B_ENCRYPTED_SECRET));
+  size_t offset = 0;
+  if (Tss2_MU_TPM2B_ENCRYPTED_SECRET_Marshal(&secret, out.data(), out.size(), &offset) !=
+      TSS2_RC_SUCCESS) {
+    return absl::InternalError("cannot marshal TPM2B_ENCRYPTED_SECRET");
+  }
+  out.resize(offset);
+  return out;
+}
+
+// ECC EK: ECDH of a fresh key on the EK's curve with the EK; seed =
+// KDFe(Z, "IDENTITY", ephemeral x, EK x); the secret is the ephemeral point.
+absl::StatusOr<SharedSeed> EccSeed(const TPMT_PUBLIC& ek, EVP_PKEY* ek_key, size_t seed_size) {
+  std::unique_ptr<EVP_PKEY_CTX, EvpPkeyCtxDeleter> gen(
+      EVP_PKEY_CTX_new_from_pkey(nullptr, ek_key, nullptr));
+  EVP_PKEY* raw_ephemeral = nullptr;
+  if (gen == nullptr || EVP_PKEY_keygen_init(gen.get()) != 1 ||
+      EVP_PKEY_keygen(gen.get(), &raw_ephemeral) != 1) {
+    return OpenSslError("ephemeral ec key");
+  }
+  tpm::UniqueEvpPkey ephemeral(raw_ephemeral);
+  std::unique_ptr<EVP_PKEY_CTX, EvpPkeyCtxDeleter> dh(
+      EVP_PKEY_CTX_new_from_pkey(nullptr, ephemeral.get(), nullptr));
+  size_t z_length = 0;
+  if (dh == nullptr || EVP_PKEY_derive_init(dh.get()) != 1 ||
+      EVP_PKEY_derive_set_peer(dh.get(), ek_key) != 1 ||
+      EVP_PKEY_derive(dh.get(), nullptr, &z_length) != 1) {
+    return OpenSslError("ecdh");
+  }
+  SecretBytes z(z_length);
+  if (EVP_PKEY_derive(dh.get(), RevealSecret(z).data(), &z_length) != 1) {
+    return OpenSslError("ecdh");
+  }
+  const size_t coordinate_size = ek.unique.ecc.x.size;
+  HOSN_ASSIGN_OR_RETURN(
+      Bytes ephemeral_x,
+      PublicCoordinate(ephemeral.get(), OSSL_PKEY_PARAM_EC_PUB_X, coordinate_size));
+  HOSN_ASSIGN_OR_RETURN(
+      Bytes ephemeral_y,
+      PublicCoordinate(ephemeral.get(), OSSL_PKEY_PARAM_EC_PUB_Y, coordinate_size));
+  const Bytes ek_x(ek.unique.ecc.x.buffer, ek.unique.ecc.x.buffer + ek.unique.ecc.x.size);
+  HOSN_ASSIGN_OR_RETURN(SecretBytes seed, KdfE(z, ephemeral_x, ek_x, seed_size));
+
+  TPMS_ECC_POINT point{};
+  point.x.size = static_cast<UINT16>(coordinate_size);
+  std::memcpy(point.x.buffer, ephemeral_x.data(), coordinate_size);
+  point.y.size = static_cast<UINT16>(coordinate_size);
+  std::memcpy(point.y.buffer, ephemeral_y.data(), coordinate_size);
+  TPM2B_ENCRYPTED_SECRET secret{};
+  size_t offset = 0;
+  if (Tss2_MU_TPMS_ECC_POINT_Marshal(&point, secret.secret, sizeof(secret.secret), &offset) !=
+      TSS2_RC_SUCCESS) {
+    return absl::InternalError("cannot marshal TPMS_ECC_POINT");
+  }
+  secret.size = static_cast<UINT16>(offset);
+  HOSN_ASSIGN_OR_RETURN(Bytes encrypted_secret, MarshalEncryptedSecret(secret));
+  return SharedSeed{std::move(seed), std::move(encrypted_secret)};
+}
+
+// RSA EK: a random seed, RSA-OAEP-encrypted to the EK with the nameAlg
+// (SHA-256) as OAEP and MGF1 hash and the label "IDENTITY" with its NUL
+// (TPM 2.0 Part 1, "Secret Sharing", RSA-OAEP; Part 3, ActivateCredential).
+absl::StatusOr<SharedSeed> RsaSeed(EVP_PKEY* ek_key, size_t seed_size) {
+  SecretBytes seed(seed_size);
+  if (RAND_bytes(RevealSecret(seed).data(), static_cast<int>(seed_size)) != 1) {
+    return OpenSslError("random seed");
+  }
+  std::unique_ptr<EVP_PKEY_CTX, EvpPkeyCtxDeleter> ctx(
+      EVP_PKEY_CTX_new_from_pkey(nullptr, ek_key, nullptr));
+  if (ctx == nullptr || EVP_PKEY_encrypt_init(ctx.get()) != 1 ||
+      EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_OAEP_PADDING) != 1 ||
+      EVP_PKEY_CTX_set_rsa_oaep_md(ctx.get(), EVP_sha256()) != 1 ||
+      EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), EVP_sha256()) != 1) {
+    return OpenSslError("rsa-oaep setup");
+  }
+  // set0 takes ownership of the label on success only.
+  static constexpr char kLabel[] = "IDENTITY";  // sizeof includes the NUL
+  void* label = OPENSSL_memdup(kLabel, sizeof(kLabel));
+  if (label == nullptr) return OpenSslError("rsa-oaep label");
+  if (EVP_PKEY_CTX_set0_rsa_oaep_label(ctx.get(), label, sizeof(kLabel)) != 1) {
+    OPENSSL_free(label);
+    return OpenSslError("rsa-oaep label");
+  }
+  TPM2B_ENCRYPTED_SECRET secret{};
+  size_t length = sizeof(secret.secret);
+  if (EVP_PKEY_encrypt(ctx.get(), secret.secret, &length, RevealSecret(seed).data(), seed.size()) !=
+      1) {
+    return OpenSslError("rsa-oaep encrypt");
+  }
+  secret.size = static_cast<UINT16>(length);
+  HOSN_ASSIGN_OR_RETURN(Bytes encrypted_secret, MarshalEncryptedSecret(secret));
+  return SharedSeed{std::move(seed), std::move(encrypted_secret)};
+}
+
+// The credential blob, the same for every EK type: symmetric and HMAC keys
+// from the seed with KDFa, encIdentity = AES-CFB(TPM2B_DIGEST(credential)),
+// outerHMAC = HMAC(encIdentity || name(AK)), marshalled as TPM2B_ID_OBJECT.
+absl::StatusOr<Bytes> SealCredential(const SecretBytes& seed, uint16_t aes_bits,
+                                     const Bytes& ak_name, const SecretBytes& credential) {
+  HOSN_ASSIGN_OR_RETURN(SecretBytes sym_key, KdfA(seed, "STORAGE", ak_name, aes_bits / 8));
+  HOSN_ASSIGN_OR_RETURN(SecretBytes hmac_key, KdfA(seed, "INTEGRITY", {}, SHA256_DIGEST_LENGTH));
+
+  // encIdentity = AES-CFB(sym_key, iv = 0, TPM2B_DIGEST(credential)).
+  TPM2B_DIGEST identity{};
+  identity.size = static_cast<UINT16>(credential.size());
+  std::memcpy(identity.buffer, RevealSecret(credential).data(), credential.size());
+  Bytes plain(sizeof(TPM2B_DIGEST));
+  size_t plain_length = 0;
+  const bool marshalled = Tss2_MU_TPM2B_DIGEST_Marshal(&identity, plain.data(), plain.size(),
+                                                       &plain_length) == TSS2_RC_SUCCESS;
+  OPENSSL_cleanse(identity.buffer, sizeof(identity.buffer));
+  if (!marshalled) {
+    OPENSSL_cleanse(plain.data(), plain.size());
+    return absl::InternalError("cannot marshal credential");
+  }
+  Bytes enc_identity(plain_length);
+  std::unique_ptr<EVP_CIPHER_CTX, EvpCipherCtxDeleter> cipher(EVP_CIPHER_CTX_new());
+  const uint8_t iv[16] = {};
+  int out_length = 0;
+  const EVP_CIPHER* mode = aes_bits == 128 ? EVP_aes_128_cfb128() : EVP_aes_256_cfb128();
+  const bool encrypted =
+      cipher != nullptr &&
+      EVP_EncryptInit_ex(cipher.get(), mode, nullptr, RevealSecret(sym_key).data(), iv) == 1 &&
+      EVP_EncryptUpdate(cipher.get(), enc_identity.data(), &out_length, plain.data(),
+                        static_cast<int>(plain_length)) == 1;
+  OPENSSL_cleanse(plain.data(), plain.size());
+  if (!encrypted || static_cast<size_t>(out_length) != enc_identity.size()) {
+    return OpenSslError("aes-cfb");
+  }
+
+  // outerHMAC = HMAC(hmac_key, encIdentity || name(AK)).
+  Bytes hmac_input = enc_identity;
+  hmac_input.insert(hmac_input.end(), ak_name.begin(), ak_name.end());
+  TPM2B_DIGEST mac{};
+  unsigned int mac_length = 0;
+  if (HMAC(EVP_sha256(), RevealSecret(hmac_key).data(), static_cast<int>(hmac_key.size()),
+           hmac_input.data(), hmac_input.size(), mac.buffer, &mac_length) == nullptr) {
+    return OpenSslError("hmac");
+  }
+  mac.size = static_cast<UINT16>(mac_length);
+
+  // TPM2B_ID_OBJECT(TPM2B_DIGEST(outerHMAC) || encIdentity).
+  TPM2B_ID_OBJECT id_object{};
+  size_t offset = 0;
+  if (Tss2_MU_TPM2B_DIGEST_Marshal(&mac, id_object.credential, sizeof(id_object.credential),
+                                   &offset) != TSS2_RC_SUCCESS ||
+      offset + enc_identity.size() > sizeof(id_object.credential)) {
+    return absl::InternalError("cannot marshal TPM2B_ID_OBJECT");
+  }
+  std::memcpy(id_object.credential + offset, enc_identity.data(), enc_identity.size());
+  id_object.size = static_cast<UINT16>(offset + enc_identity.size());
+  Bytes out(sizeof(TPM2B_ID_OBJECT));
+  offset = 0;
+  if (Tss2_MU_TPM2B_ID_OBJECT_Marshal(&id_object, out.data(), out.size(), &offset) !=
+      TSS2_RC_SUCCESS) {
+    return absl::InternalError("cannot marshal TPM2B_ID_OBJECT");
+  }
+  out.resize(offset);
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<Bytes> ObjectName(const TPMT_PUBLIC& public_area) {
@@ -133,98 +306,32 @@ absl::StatusOr<CredentialChallenge> MakeCredential(const TPMT_PUBLIC& ek, const 
   if ((ek.objectAttributes & needed) != needed) {
     return absl::InvalidArgumentError("ek is not a restricted decryption key");
   }
-  if (ek.type != TPM2_ALG_ECC) return absl::UnimplementedError("only ECC EKs are supported");
+  if (ek.type != TPM2_ALG_ECC && ek.type != TPM2_ALG_RSA) {
+    return absl::UnimplementedError("ek type must be rsa or ecc");
+  }
   if (ek.nameAlg != TPM2_ALG_SHA256) return absl::UnimplementedError("ek nameAlg must be sha256");
-  const TPMT_SYM_DEF_OBJECT& sym = ek.parameters.eccDetail.symmetric;
+  const TPMT_SYM_DEF_OBJECT& sym = ek.type == TPM2_ALG_RSA ? ek.parameters.rsaDetail.symmetric
+                                                           : ek.parameters.eccDetail.symmetric;
   if (sym.algorithm != TPM2_ALG_AES || sym.mode.aes != TPM2_ALG_CFB ||
       (sym.keyBits.aes != 128 && sym.keyBits.aes != 256)) {
     return absl::UnimplementedError("ek symmetric definition must be AES-CFB");
   }
-  const size_t coordinate_size = ek.unique.ecc.x.size;
+  if (ek.type == TPM2_ALG_RSA && ek.parameters.rsaDetail.keyBits != 2048 &&
+      ek.parameters.rsaDetail.keyBits != 3072 && ek.parameters.rsaDetail.keyBits != 4096) {
+    return absl::UnimplementedError("rsa ek must have 2048, 3072 or 4096 bits");
+  }
   HOSN_ASSIGN_OR_RETURN(tpm::UniqueEvpPkey ek_key, tpm::PublicKeyFromTpm(ek));
   HOSN_ASSIGN_OR_RETURN(Bytes ak_name, ObjectName(ak));
 
-  // 2. Ephemeral key on the EK's curve, and the ECDH shared x-coordinate Z.
-  std::unique_ptr<EVP_PKEY_CTX, EvpPkeyCtxDeleter> gen(
-      EVP_PKEY_CTX_new_from_pkey(nullptr, ek_key.get(), nullptr));
-  EVP_PKEY* raw_ephemeral = nullptr;
-  if (gen == nullptr || EVP_PKEY_keygen_init(gen.get()) != 1 ||
-      EVP_PKEY_keygen(gen.get(), &raw_ephemeral) != 1) {
-    return OpenSslError("ephemeral ec key");
-  }
-  tpm::UniqueEvpPkey ephemeral(raw_ephemeral);
-  std::unique_ptr<EVP_PKEY_CTX, EvpPkeyCtxDeleter> dh(
-      EVP_PKEY_CTX_new_from_pkey(nullptr, ephemeral.get(), nullptr));
-  size_t z_length = 0;
-  if (dh == nullptr || EVP_PKEY_derive_init(dh.get()) != 1 ||
-      EVP_PKEY_derive_set_peer(dh.get(), ek_key.get()) != 1 ||
-      EVP_PKEY_derive(dh.get(), nullptr, &z_length) != 1) {
-    return OpenSslError("ecdh");
-  }
-  SecretBytes z(z_length);
-  if (EVP_PKEY_derive(dh.get(), RevealSecret(z).data(), &z_length) != 1) {
-    return OpenSslError("ecdh");
-  }
-  HOSN_ASSIGN_OR_RETURN(
-      Bytes ephemeral_x,
-      PublicCoordinate(ephemeral.get(), OSSL_PKEY_PARAM_EC_PUB_X, coordinate_size));
-  HOSN_ASSIGN_OR_RETURN(
-      Bytes ephemeral_y,
-      PublicCoordinate(ephemeral.get(), OSSL_PKEY_PARAM_EC_PUB_Y, coordinate_size));
-  const Bytes ek_x(ek.unique.ecc.x.buffer, ek.unique.ecc.x.buffer + ek.unique.ecc.x.size);
+  // 2. The seed, of the nameAlg's digest size, and its encryption to the EK.
+  HOSN_ASSIGN_OR_RETURN(SharedSeed seed, ek.type == TPM2_ALG_RSA
+                                             ? RsaSeed(ek_key.get(), SHA256_DIGEST_LENGTH)
+                                             : EccSeed(ek, ek_key.get(), SHA256_DIGEST_LENGTH));
 
-  // 3. seed = KDFe(Z); symmetric and HMAC keys from the seed with KDFa.
-  HOSN_ASSIGN_OR_RETURN(SecretBytes seed, KdfE(z, ephemeral_x, ek_x, 32));
-  HOSN_ASSIGN_OR_RETURN(SecretBytes sym_key, KdfA(seed, "STORAGE", ak_name, sym.keyBits.aes / 8));
-  HOSN_ASSIGN_OR_RETURN(SecretBytes hmac_key, KdfA(seed, "INTEGRITY", {}, 32));
-
-  // 4. encIdentity = AES-CFB(sym_key, iv = 0, TPM2B_DIGEST(credential)).
-  Bytes plain;
-  AppendU16(plain, credential.size());
-  plain.insert(plain.end(), RevealSecret(credential).begin(), RevealSecret(credential).end());
-  Bytes enc_identity(plain.size());
-  std::unique_ptr<EVP_CIPHER_CTX, EvpCipherCtxDeleter> cipher(EVP_CIPHER_CTX_new());
-  const uint8_t iv[16] = {};
-  int out_length = 0;
-  const EVP_CIPHER* mode = sym.keyBits.aes == 128 ? EVP_aes_128_cfb128() : EVP_aes_256_cfb128();
-  const bool encrypted =
-      cipher != nullptr &&
-      EVP_EncryptInit_ex(cipher.get(), mode, nullptr, RevealSecret(sym_key).data(), iv) == 1 &&
-      EVP_EncryptUpdate(cipher.get(), enc_identity.data(), &out_length, plain.data(),
-                        static_cast<int>(plain.size())) == 1;
-  OPENSSL_cleanse(plain.data(), plain.size());
-  if (!encrypted || static_cast<size_t>(out_length) != enc_identity.size()) {
-    return OpenSslError("aes-cfb");
-  }
-
-  // 5. outerHMAC = HMAC(hmac_key, encIdentity || name(AK)).
-  Bytes hmac_input = enc_identity;
-  hmac_input.insert(hmac_input.end(), ak_name.begin(), ak_name.end());
-  uint8_t mac[EVP_MAX_MD_SIZE];
-  unsigned int mac_length = 0;
-  if (HMAC(EVP_sha256(), RevealSecret(hmac_key).data(), static_cast<int>(hmac_key.size()),
-           hmac_input.data(), hmac_input.size(), mac, &mac_length) == nullptr) {
-    return OpenSslError("hmac");
-  }
-
-  // 6. Marshal: TPM2B_ID_OBJECT(TPM2B_DIGEST(hmac) || encIdentity) and
-  // TPM2B_ENCRYPTED_SECRET(TPMS_ECC_POINT(ephemeral public key)).
-  Bytes id_object;
-  AppendU16(id_object, 2 + mac_length + enc_identity.size());
-  AppendU16(id_object, mac_length);
-  id_object.insert(id_object.end(), mac, mac + mac_length);
-  id_object.insert(id_object.end(), enc_identity.begin(), enc_identity.end());
-
-  Bytes point;
-  AppendU16(point, ephemeral_x.size());
-  point.insert(point.end(), ephemeral_x.begin(), ephemeral_x.end());
-  AppendU16(point, ephemeral_y.size());
-  point.insert(point.end(), ephemeral_y.begin(), ephemeral_y.end());
-  Bytes secret;
-  AppendU16(secret, point.size());
-  secret.insert(secret.end(), point.begin(), point.end());
-
-  return CredentialChallenge{std::move(id_object), std::move(secret)};
+  // 3. The credential blob, bound to the AK's name.
+  HOSN_ASSIGN_OR_RETURN(Bytes id_object,
+                        SealCredential(seed.seed, sym.keyBits.aes, ak_name, credential));
+  return CredentialChallenge{std::move(id_object), std::move(seed.encrypted_secret)};
 }
 
 }  // namespace hosn::enroll

@@ -279,11 +279,11 @@ absl::StatusOr<v1::BeginEnrollmentResponse> ReleaseService::BeginEnrollment(
   absl::StatusOr<enroll::CredentialChallenge> challenge =
       enroll::MakeCredential(keys.ek, keys.ak, credential);
   if (!challenge.ok()) {
-    if (challenge.status().code() == absl::StatusCode::kUnimplemented) {
-      // TODO(#5): RSA EKs (MakeCredential with RSA-OAEP, label "IDENTITY").
-      return absl::UnimplementedError(
-          absl::StrCat("ek_public: only ECC P-256/P-384 EKs can be enrolled so far (",
-                       challenge.status().message(), ")"));
+    // The EK is what the request named, so its shortcomings name the field.
+    if (challenge.status().code() == absl::StatusCode::kUnimplemented ||
+        challenge.status().code() == absl::StatusCode::kInvalidArgument) {
+      return absl::Status(challenge.status().code(),
+                          absl::StrCat("ek_public: ", challenge.status().message()));
     }
     return challenge.status();
   }

@@ -22,9 +22,19 @@ namespace hosn::agent {
 namespace {
 
 constexpr char kTpmInfoUsage[] =
-    "usage: hosn-agent tpm-info --tcti TCTI --out DIR [--pcrs sha256:0,...,7]\n";
+    "usage: hosn-agent tpm-info --tcti TCTI --out DIR [--pcrs sha256:0,...,7]\n"
+    "           [--ek-algorithm ecc-p256|rsa-2048]\n";
 constexpr char kActivateUsage[] =
-    "usage: hosn-agent activate --tcti TCTI --challenge DIR --out FILE\n";
+    "usage: hosn-agent activate --tcti TCTI --challenge DIR --out FILE\n"
+    "           [--ek-algorithm ecc-p256|rsa-2048]\n";
+
+// --ek-algorithm: the TCG EK template, ECC P-256 (L-2, default) or RSA 2048
+// (L-1, the key most EK certificates are issued for).
+absl::StatusOr<EkAlgorithm> ParseEkAlgorithm(const std::string& name) {
+  if (name == "ecc-p256") return EkAlgorithm::kEccP256;
+  if (name == "rsa-2048") return EkAlgorithm::kRsa2048;
+  return absl::InvalidArgumentError("--ek-algorithm: must be ecc-p256 or rsa-2048");
+}
 
 // TPM2B_PUBLIC: the TPMT_PUBLIC with its big-endian u16 size in front.
 std::string Sized(const tpm::Bytes& public_area) {
@@ -43,11 +53,13 @@ int Fail(int code, const absl::Status& status, const char* usage = "") {
 }  // namespace
 
 int TpmInfoCommand(const std::vector<std::string>& args) {
-  auto flags = ParseArgs(args, {"tcti", "out", "pcrs"}, {}, {"tcti", "out"});
+  auto flags = ParseArgs(args, {"tcti", "out", "pcrs", "ek-algorithm"}, {}, {"tcti", "out"});
   if (!flags.ok()) return Fail(kExitUsage, flags.status(), kTpmInfoUsage);
   auto selection = ParsePcrSelection(flags->Get("pcrs", "sha256:0,1,2,3,4,5,6,7"));
   if (!selection.ok()) return Fail(kExitUsage, selection.status());
-  auto tpm = TpmDevice::Open(flags->Get("tcti"));
+  auto ek_algorithm = ParseEkAlgorithm(flags->Get("ek-algorithm", "ecc-p256"));
+  if (!ek_algorithm.ok()) return Fail(kExitUsage, ek_algorithm.status(), kTpmInfoUsage);
+  auto tpm = TpmDevice::Open(flags->Get("tcti"), AkAlgorithm::kEcdsaP256Sha256, *ek_algorithm);
   if (!tpm.ok()) return Fail(kExitTpm, tpm.status());
   auto ak = (*tpm)->AttestationKeyPublic();
   if (!ak.ok()) return Fail(kExitTpm, ak.status());
@@ -76,14 +88,17 @@ int TpmInfoCommand(const std::vector<std::string>& args) {
 }
 
 int ActivateCommand(const std::vector<std::string>& args) {
-  auto flags = ParseArgs(args, {"tcti", "challenge", "out"}, {}, {"tcti", "challenge", "out"});
+  auto flags = ParseArgs(args, {"tcti", "challenge", "out", "ek-algorithm"}, {},
+                         {"tcti", "challenge", "out"});
   if (!flags.ok()) return Fail(kExitUsage, flags.status(), kActivateUsage);
+  auto ek_algorithm = ParseEkAlgorithm(flags->Get("ek-algorithm", "ecc-p256"));
+  if (!ek_algorithm.ok()) return Fail(kExitUsage, ek_algorithm.status(), kActivateUsage);
   const std::string dir = flags->Get("challenge");
   auto blob = ReadFile(dir + "/credential_blob", 4096);
   if (!blob.ok()) return Fail(kExitUsage, blob.status());
   auto secret = ReadFile(dir + "/encrypted_secret", 4096);
   if (!secret.ok()) return Fail(kExitUsage, secret.status());
-  auto tpm = TpmDevice::Open(flags->Get("tcti"));
+  auto tpm = TpmDevice::Open(flags->Get("tcti"), AkAlgorithm::kEcdsaP256Sha256, *ek_algorithm);
   if (!tpm.ok()) return Fail(kExitTpm, tpm.status());
   auto credential = (*tpm)->ActivateCredential(
       {reinterpret_cast<const uint8_t*>(blob->data()), blob->size()},

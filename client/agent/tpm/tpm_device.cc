@@ -37,23 +37,34 @@ constexpr uint8_t kEkAuthPolicy[32] = {
     0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,
     0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa};
 
-TPM2B_PUBLIC EkTemplate() {
+TPM2B_PUBLIC EkTemplate(EkAlgorithm algorithm) {
   TPM2B_PUBLIC t{};
   TPMT_PUBLIC& p = t.publicArea;
-  p.type = TPM2_ALG_ECC;
   p.nameAlg = TPM2_ALG_SHA256;
   p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
                        TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_ADMINWITHPOLICY |
                        TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
   p.authPolicy.size = sizeof(kEkAuthPolicy);
   std::memcpy(p.authPolicy.buffer, kEkAuthPolicy, sizeof(kEkAuthPolicy));
-  p.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_AES;
-  p.parameters.eccDetail.symmetric.keyBits.aes = 128;
-  p.parameters.eccDetail.symmetric.mode.aes = TPM2_ALG_CFB;
+  // Both templates: AES-128-CFB, no scheme; unique is zeros of the key's size.
+  TPMT_SYM_DEF_OBJECT symmetric{};
+  symmetric.algorithm = TPM2_ALG_AES;
+  symmetric.keyBits.aes = 128;
+  symmetric.mode.aes = TPM2_ALG_CFB;
+  if (algorithm == EkAlgorithm::kRsa2048) {
+    p.type = TPM2_ALG_RSA;
+    p.parameters.rsaDetail.symmetric = symmetric;
+    p.parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
+    p.parameters.rsaDetail.keyBits = 2048;
+    p.parameters.rsaDetail.exponent = 0;
+    p.unique.rsa.size = 256;
+    return t;
+  }
+  p.type = TPM2_ALG_ECC;
+  p.parameters.eccDetail.symmetric = symmetric;
   p.parameters.eccDetail.scheme.scheme = TPM2_ALG_NULL;
   p.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
   p.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
-  // The profile fills unique with zeros of the coordinate size.
   p.unique.ecc.x.size = 32;
   p.unique.ecc.y.size = 32;
   return t;
@@ -117,8 +128,8 @@ absl::StatusOr<ESYS_TR> CreateEndorsementPrimary(ESYS_CONTEXT* esys, const TPM2B
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<TpmDevice>> TpmDevice::Open(const std::string& tcti,
-                                                           AkAlgorithm ak) {
+absl::StatusOr<std::unique_ptr<TpmDevice>> TpmDevice::Open(const std::string& tcti, AkAlgorithm ak,
+                                                           EkAlgorithm ek) {
   TSS2_TCTI_CONTEXT* tcti_context = nullptr;
   TSS2_RC rc = Tss2_TctiLdr_Initialize(tcti.c_str(), &tcti_context);
   if (rc != TSS2_RC_SUCCESS) {
@@ -131,7 +142,7 @@ absl::StatusOr<std::unique_ptr<TpmDevice>> TpmDevice::Open(const std::string& tc
     Tss2_TctiLdr_Finalize(&tcti_context);
     return TpmError("esys initialize", rc);
   }
-  auto device = std::unique_ptr<TpmDevice>(new TpmDevice(tcti_context, esys, ak));
+  auto device = std::unique_ptr<TpmDevice>(new TpmDevice(tcti_context, esys, ak, ek));
 
   // A TPM that the firmware already started answers TPM_RC_INITIALIZE.
   rc = Esys_Startup(esys, TPM2_SU_CLEAR);
@@ -148,7 +159,8 @@ TpmDevice::~TpmDevice() {
 
 absl::StatusOr<ESYS_TR> TpmDevice::LoadEk() {
   if (ek_ == ESYS_TR_NONE) {
-    HOSN_ASSIGN_OR_RETURN(ek_, CreateEndorsementPrimary(esys_, EkTemplate(), &ek_public_));
+    HOSN_ASSIGN_OR_RETURN(ek_,
+                          CreateEndorsementPrimary(esys_, EkTemplate(ek_algorithm_), &ek_public_));
   }
   return ek_;
 }

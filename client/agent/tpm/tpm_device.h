@@ -10,7 +10,8 @@
 // templates: the TPM derives the same key from its endorsement seed every
 // time, so nothing is persisted on the node and no key material ever leaves
 // the TPM. The EK follows the TCG EK Credential Profile's ECC P-256 template
-// (L-2); the AK is ECDSA-P256-SHA256 (default) or RSASSA-2048-SHA256, with
+// L-2 (default) or RSA 2048 template L-1, the key most TPMs ship an EK
+// certificate for; the AK is ECDSA-P256-SHA256 (default) or RSASSA-2048-SHA256, with
 // fixedTPM, fixedParent, restricted and sign set.
 //
 // The TCTI is any tpm2-tss TCTI configuration string: "device:/dev/tpmrm0" on
@@ -36,6 +37,8 @@
 namespace hosn::agent {
 
 enum class AkAlgorithm { kEcdsaP256Sha256, kRsassa2048Sha256 };
+// The EK template: TCG EK Credential Profile L-2 (ECC P-256) or L-1 (RSA 2048).
+enum class EkAlgorithm { kEccP256, kRsa2048 };
 
 // One quote as the TPM produced it, plus the PCR values read right after.
 struct TpmQuote {
@@ -51,7 +54,8 @@ class TpmDevice {
   // needs it. Unavailable if the TCTI cannot be loaded or the TPM does not
   // answer; Internal for other TPM errors (the TPM_RC text is in the message).
   static absl::StatusOr<std::unique_ptr<TpmDevice>> Open(
-      const std::string& tcti, AkAlgorithm ak = AkAlgorithm::kEcdsaP256Sha256);
+      const std::string& tcti, AkAlgorithm ak = AkAlgorithm::kEcdsaP256Sha256,
+      EkAlgorithm ek = EkAlgorithm::kEccP256);
   ~TpmDevice();
   TpmDevice(const TpmDevice&) = delete;
   TpmDevice& operator=(const TpmDevice&) = delete;
@@ -82,8 +86,8 @@ class TpmDevice {
                                                  std::span<const uint8_t> encrypted_secret);
 
  private:
-  TpmDevice(TSS2_TCTI_CONTEXT* tcti, ESYS_CONTEXT* esys, AkAlgorithm ak)
-      : tcti_(tcti), esys_(esys), ak_algorithm_(ak) {}
+  TpmDevice(TSS2_TCTI_CONTEXT* tcti, ESYS_CONTEXT* esys, AkAlgorithm ak, EkAlgorithm ek)
+      : tcti_(tcti), esys_(esys), ak_algorithm_(ak), ek_algorithm_(ek) {}
 
   absl::StatusOr<ESYS_TR> LoadEk();
   absl::StatusOr<ESYS_TR> LoadAk();
@@ -91,6 +95,7 @@ class TpmDevice {
   TSS2_TCTI_CONTEXT* tcti_;
   ESYS_CONTEXT* esys_;
   AkAlgorithm ak_algorithm_;
+  EkAlgorithm ek_algorithm_;
   ESYS_TR ek_ = ESYS_TR_NONE;
   ESYS_TR ak_ = ESYS_TR_NONE;
   tpm::Bytes ek_public_;

@@ -146,8 +146,9 @@ logging { level: "warn" }
   return keyd;
 }
 
-Node ReleaseFixture::NewNode(const std::string& name) {
+Node ReleaseFixture::NewNode(const std::string& name, agent::EkAlgorithm ek_algorithm) {
   Node node;
+  node.ek_algorithm = ek_algorithm;
   const std::string state = dir_.Join("tpm-" + name);
   EXPECT_TRUE(RunCommand("mkdir -p " + state).ok());
   absl::StatusOr<std::unique_ptr<hosn::testing::SwtpmProcess>> swtpm =
@@ -162,7 +163,8 @@ Node ReleaseFixture::NewNode(const std::string& name) {
 
 void ReleaseFixture::Reconnect(Node& node) {
   node.tpm.reset();
-  absl::StatusOr<std::unique_ptr<agent::TpmDevice>> tpm = agent::TpmDevice::Open(node.tcti);
+  absl::StatusOr<std::unique_ptr<agent::TpmDevice>> tpm =
+      agent::TpmDevice::Open(node.tcti, agent::AkAlgorithm::kEcdsaP256Sha256, node.ek_algorithm);
   EXPECT_TRUE(tpm.ok()) << tpm.status();
   if (tpm.ok()) node.tpm = *std::move(tpm);
 }

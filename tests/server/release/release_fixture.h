@@ -36,6 +36,7 @@ struct Node {
   std::unique_ptr<hosn::testing::SwtpmProcess> swtpm;
   std::unique_ptr<agent::TpmDevice> tpm;
   std::string tcti;
+  agent::EkAlgorithm ek_algorithm = agent::EkAlgorithm::kEccP256;
 };
 
 // One release attempt as a node builds it.
@@ -60,8 +61,9 @@ class ReleaseFixture : public ::testing::Test {
   // environment, so that only that replica's PKCS#11 calls fail.
   void StartFaultyReplica(const std::string& module_path, const std::string& fault_spec);
   void UseReplica(int replica);
-  // A new swtpm-backed node.
-  Node NewNode(const std::string& name);
+  // A new swtpm-backed node whose EK follows `ek_algorithm`'s template.
+  Node NewNode(const std::string& name,
+               agent::EkAlgorithm ek_algorithm = agent::EkAlgorithm::kEccP256);
   // Closes and reopens the node's TPM connection (so that tpm2-tools can use
   // the swtpm meanwhile); the keys are the same primaries.
   void Reconnect(Node& node);

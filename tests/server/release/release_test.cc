@@ -3,6 +3,7 @@
 // Each test enrolls through BeginEnrollment -> ActivateCredential ->
 // EnrollNode, sets a policy from the swtpm's PCRs, and asks for the model
 // key; denials are checked by their audit entry and metric label.
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +11,7 @@
 #include "common/tpm/marshal.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "hosn/keyd/v1/fleet.pb.h"
 #include "tests/server/release/release_fixture.h"
 #include "tests/testing/status_matchers.h"
 
@@ -46,6 +48,59 @@ class ReleaseTest : public ReleaseFixture {
     EXPECT_TRUE(response.wrapped_dek().empty());
     EXPECT_THAT(AuditText(), HasSubstr(audit_text));
     EXPECT_THAT(Metrics(), HasSubstr(absl::StrCat("reason=\"", label, "\"")));
+  }
+
+  // An AK from another TPM cannot be enrolled: B's TPM cannot activate a
+  // credential made for A's AK under B's EK, and a guessed secret is refused.
+  void ExpectForeignAkRefused(agent::EkAlgorithm ek_algorithm) {
+    ASSERT_NO_FATAL_FAILURE(StartKeyd());
+    Node a = NewNode("a", ek_algorithm);
+    Node b = NewNode("b", ek_algorithm);
+    ASSERT_NE(a.tpm, nullptr);
+    ASSERT_NE(b.tpm, nullptr);
+    HOSN_ASSERT_OK_AND_ASSIGN(tpm::Bytes a_ak, a.tpm->AttestationKeyPublic());
+    HOSN_ASSERT_OK_AND_ASSIGN(tpm::Bytes b_ek, b.tpm->EndorsementKeyPublic());
+
+    auto stub = v1::AdminService::NewStub(ChannelFor("operator"));
+    v1::BeginEnrollmentRequest begin;
+    begin.set_node_id("a");
+    begin.set_node_class(kClass);
+    begin.set_ak_public(To2b(a_ak));
+    begin.set_ek_public(To2b(b_ek));
+    v1::BeginEnrollmentResponse challenge;
+    {
+      grpc::ClientContext context;
+      ASSERT_TRUE(stub->BeginEnrollment(&context, begin, &challenge).ok());
+    }
+    // B's TPM holds its own AK, whose name differs from A's, and A's TPM
+    // lacks B's EK: both refuse.
+    const tpm::Bytes blob(challenge.credential_blob().begin(), challenge.credential_blob().end());
+    const tpm::Bytes secret(challenge.encrypted_secret().begin(),
+                            challenge.encrypted_secret().end());
+    EXPECT_FALSE(b.tpm->ActivateCredential(blob, secret).ok());
+    EXPECT_FALSE(a.tpm->ActivateCredential(blob, secret).ok());
+    v1::EnrollNodeRequest enroll;
+    enroll.set_node_id("a");
+    enroll.set_node_class(kClass);
+    enroll.set_ak_public(begin.ak_public());
+    enroll.set_ek_public(begin.ek_public());
+    enroll.set_activation_secret(std::string(32, '\x42'));
+    enroll.set_enrollment_token(challenge.enrollment_token());
+    v1::EnrollNodeResponse response;
+    grpc::ClientContext context;
+    grpc::Status status = stub->EnrollNode(&context, enroll, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_THAT(AuditText(), HasSubstr("enrollment proof invalid"));
+
+    // An AK without restricted is refused before any challenge (T1).
+    HOSN_ASSERT_OK_AND_ASSIGN(TPMT_PUBLIC ak, tpm::UnmarshalPublic(a_ak));
+    ak.objectAttributes &= ~TPMA_OBJECT_RESTRICTED;
+    HOSN_ASSERT_OK_AND_ASSIGN(tpm::Bytes weak, tpm::MarshalPublic(ak));
+    begin.set_ak_public(To2b(weak));
+    grpc::ClientContext weak_context;
+    status = stub->BeginEnrollment(&weak_context, begin, &challenge);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_THAT(AuditText(), HasSubstr("restricted"));
   }
 
   Node a_;
@@ -146,57 +201,34 @@ TEST_F(ReleaseTest, NodeBCannotObtainNodeAKey) {
   EXPECT_THAT(AuditText(), HasSubstr("node may only act for itself"));
 }
 
-// An AK from another TPM cannot be enrolled: B's TPM cannot activate a
-// credential made for A's AK under B's EK, and a guessed secret is refused.
+// An AK from another TPM cannot be enrolled (ECC P-256 EKs).
 TEST_F(ReleaseTest, AkFromAnotherTpmCannotBeEnrolled) {
+  ExpectForeignAkRefused(agent::EkAlgorithm::kEccP256);
+}
+
+// The same with RSA 2048 EKs (MakeCredential with RSA-OAEP).
+TEST_F(ReleaseTest, AkFromAnotherTpmCannotBeEnrolledRsaEk) {
+  ExpectForeignAkRefused(agent::EkAlgorithm::kRsa2048);
+}
+
+// A node whose EK is RSA 2048 (TCG template L-1) enrolls through the daemon
+// and obtains the DEK.
+TEST_F(ReleaseTest, RsaEkNodeEnrollsAndReleases) {
   ASSERT_NO_FATAL_FAILURE(StartKeyd());
-  Node a = NewNode("a");
-  Node b = NewNode("b");
-  ASSERT_NE(a.tpm, nullptr);
-  ASSERT_NE(b.tpm, nullptr);
-  HOSN_ASSERT_OK_AND_ASSIGN(tpm::Bytes a_ak, a.tpm->AttestationKeyPublic());
-  HOSN_ASSERT_OK_AND_ASSIGN(tpm::Bytes b_ek, b.tpm->EndorsementKeyPublic());
-
-  auto stub = v1::AdminService::NewStub(ChannelFor("operator"));
-  v1::BeginEnrollmentRequest begin;
-  begin.set_node_id("a");
-  begin.set_node_class(kClass);
-  begin.set_ak_public(To2b(a_ak));
-  begin.set_ek_public(To2b(b_ek));
-  v1::BeginEnrollmentResponse challenge;
-  {
-    grpc::ClientContext context;
-    ASSERT_TRUE(stub->BeginEnrollment(&context, begin, &challenge).ok());
-  }
-  // B's TPM holds its own AK, whose name differs from A's: refused.
-  EXPECT_FALSE(
-      b.tpm
-          ->ActivateCredential(
-              tpm::Bytes(challenge.credential_blob().begin(), challenge.credential_blob().end()),
-              tpm::Bytes(challenge.encrypted_secret().begin(), challenge.encrypted_secret().end()))
-          .ok());
-  v1::EnrollNodeRequest enroll;
-  enroll.set_node_id("a");
-  enroll.set_node_class(kClass);
-  enroll.set_ak_public(begin.ak_public());
-  enroll.set_ek_public(begin.ek_public());
-  enroll.set_activation_secret(std::string(32, '\x42'));
-  enroll.set_enrollment_token(challenge.enrollment_token());
-  v1::EnrollNodeResponse response;
-  grpc::ClientContext context;
-  grpc::Status status = stub->EnrollNode(&context, enroll, &response);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_THAT(AuditText(), HasSubstr("enrollment proof invalid"));
-
-  // An AK without restricted is refused before any challenge (T1).
-  HOSN_ASSERT_OK_AND_ASSIGN(TPMT_PUBLIC ak, tpm::UnmarshalPublic(a_ak));
-  ak.objectAttributes &= ~TPMA_OBJECT_RESTRICTED;
-  HOSN_ASSERT_OK_AND_ASSIGN(tpm::Bytes weak, tpm::MarshalPublic(ak));
-  begin.set_ak_public(To2b(weak));
-  grpc::ClientContext weak_context;
-  status = stub->BeginEnrollment(&weak_context, begin, &challenge);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_THAT(AuditText(), HasSubstr("restricted"));
+  Node node = NewNode("rsa", agent::EkAlgorithm::kRsa2048);
+  ASSERT_NE(node.tpm, nullptr);
+  HOSN_ASSERT_OK_AND_ASSIGN(tpm::Bytes ek, node.tpm->EndorsementKeyPublic());
+  HOSN_ASSERT_OK_AND_ASSIGN(TPMT_PUBLIC ek_public, tpm::UnmarshalPublic(ek));
+  ASSERT_EQ(ek_public.type, TPM2_ALG_RSA);
+  grpc::Status enrolled = Enroll(node, "a", kClass);
+  ASSERT_TRUE(enrolled.ok()) << enrolled.error_message();
+  ASSERT_TRUE(SetPolicyFromNode(node, kClass, {kModel}).ok());
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt attempt, Prepare(node, "node-a"));
+  v1::ReleaseKeyResponse response;
+  grpc::Status status = Release("node-a", attempt.request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string dek, Open(*attempt.key, response));
+  EXPECT_EQ(dek, KnownDek());
 }
 
 // A revocation takes effect on the very next request.
@@ -410,6 +442,33 @@ TEST_F(ReleaseTest, RetriedRevocationHoldsOnEveryReplica) {
 
   UseReplica(1);
   ExpectDenied("node-a", attempt.request, "node revoked", "node revoked");
+}
+
+// Fleet state is only what a logged-in daemon wrote: a public data object
+// (created without the PIN, as any process reaching the module can) with a
+// node label and the daemon's application is not a node record, so node B
+// stays unknown.
+TEST_F(ReleaseTest, PublicDataObjectIsNotFleetState) {
+  ASSERT_NO_FATAL_FAILURE(EnrollNodeA());
+  Node b = NewNode("b");
+  ASSERT_NE(b.tpm, nullptr);
+  HOSN_ASSERT_OK_AND_ASSIGN(tpm::Bytes b_ak, b.tpm->AttestationKeyPublic());
+  v1::NodeRecord forged;
+  forged.set_node_id("b");
+  forged.set_node_class(kClass);
+  forged.set_ak_public(std::string(b_ak.begin(), b_ak.end()));
+  std::string stored(8, '\x7f');  // generation far above any real put
+  stored += std::string(8, '\0') + forged.SerializeAsString();
+  const std::string path = dir_.Join("forged.bin");
+  std::ofstream(path, std::ios::binary) << stored;
+  HOSN_ASSERT_OK(hosn::testing::RunCommand(
+      absl::StrCat("pkcs11-tool --module ", hosn::testing::SoftHsmToken::kModulePath,
+                   " --token-label hosn-keyd --write-object ", path,
+                   " --type data --label node/b --application-label hosn-keyd 2>&1")));
+
+  Reconnect(b);
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt attempt, Prepare(b, "node-b"));
+  ExpectDenied("node-b", attempt.request, "unknown node", "unknown node");
 }
 
 }  // namespace
