@@ -102,6 +102,9 @@ absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> FindData(Session& session,
   Template t;
   t.Ulong(CKA_CLASS, CKO_DATA);
   t.Bool(CKA_TOKEN, true);
+  // Only private objects: a public one can be created without the PIN by
+  // any process that reaches the module, and is never fleet state.
+  t.Bool(CKA_PRIVATE, true);
   t.Bytes(CKA_APPLICATION, kApplication);
   if (label.has_value()) t.Bytes(CKA_LABEL, *label);
   absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> found =
