@@ -21,7 +21,8 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: hosnctl node enroll KEYD --node-id ID --node-class CLASS --ak-public FILE\n"
-    "           --ek-public FILE (--tcti TCTI [--ek-algorithm ecc-p256|rsa-2048]\n"
+    "           (--ek-public FILE | --ek-cert DER | both)\n"
+    "           (--tcti TCTI [--ek-algorithm ecc-p256|rsa-2048]\n"
     "           | --challenge-out DIR | --challenge DIR --activation-secret REF)\n"
     "       hosnctl node revoke KEYD --node-id ID [--reason TEXT]\n"
     "       hosnctl policy set KEYD --node-class CLASS --pcrs FILE [--pcrs FILE...]\n"
@@ -90,14 +91,22 @@ absl::StatusOr<agent::EkAlgorithm> EkAlgorithmFor(const agent::ParsedArgs& flags
 
 int Enroll(const std::vector<std::string>& args) {
   auto flags = ParseArgs(args,
-                         With({"node-id", "node-class", "ak-public", "ek-public", "tcti",
+                         With({"node-id", "node-class", "ak-public", "ek-public", "ek-cert", "tcti",
                                "ek-algorithm", "challenge-out", "challenge", "activation-secret"}),
-                         {}, With({"node-id", "node-class", "ak-public", "ek-public"}, true));
+                         {}, With({"node-id", "node-class", "ak-public"}, true));
   if (!flags.ok()) return Fail(kExitUsage, flags.status());
+  if (!flags->Has("ek-public") && !flags->Has("ek-cert")) {
+    return Fail(kExitUsage, absl::InvalidArgumentError("--ek-public or --ek-cert is required"));
+  }
   auto ak = ReadFile(flags->Get("ak-public"), 4096);
   if (!ak.ok()) return Fail(kExitUsage, ak.status());
-  auto ek = ReadFile(flags->Get("ek-public"), 4096);
+  absl::StatusOr<std::string> ek = std::string();
+  if (flags->Has("ek-public")) ek = ReadFile(flags->Get("ek-public"), 4096);
   if (!ek.ok()) return Fail(kExitUsage, ek.status());
+  // The EK certificate, DER, as the TPM's NV index holds it.
+  absl::StatusOr<std::string> ek_cert = std::string();
+  if (flags->Has("ek-cert")) ek_cert = ReadFile(flags->Get("ek-cert"), 1 << 16);
+  if (!ek_cert.ok()) return Fail(kExitUsage, ek_cert.status());
   auto stub = Connect(*flags);
   if (!stub.ok()) return Fail(kExitUsage, stub.status());
 
@@ -106,6 +115,7 @@ int Enroll(const std::vector<std::string>& args) {
   enroll.set_node_class(flags->Get("node-class"));
   enroll.set_ak_public(*ak);
   enroll.set_ek_public(*ek);
+  enroll.set_ek_certificate(*ek_cert);
   if (flags->Has("challenge")) {  // second step: the node's answer
     const std::string dir = flags->Get("challenge");
     auto token = ReadFile(dir + "/enrollment_token", 1 << 16);
@@ -124,6 +134,7 @@ int Enroll(const std::vector<std::string>& args) {
     begin.set_node_class(enroll.node_class());
     begin.set_ak_public(*ak);
     begin.set_ek_public(*ek);
+    begin.set_ek_certificate(*ek_cert);
     auto challenge = Call<v1::BeginEnrollmentRequest, v1::BeginEnrollmentResponse>(
         **stub, &v1::AdminService::Stub::BeginEnrollment, "BeginEnrollment", begin);
     if (!challenge.ok()) return KeydFail(challenge.status());

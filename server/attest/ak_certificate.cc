@@ -1,8 +1,6 @@
 #include "server/attest/ak_certificate.h"
 
-#include <openssl/bio.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
@@ -11,46 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/tpm/ak_public.h"
 #include "server/attest/denial.h"
+#include "server/attest/x509_util.h"
 
 namespace hosn::attest {
-namespace {
-
-struct X509Deleter {
-  void operator()(X509* cert) const { X509_free(cert); }
-};
-struct StoreDeleter {
-  void operator()(X509_STORE* store) const { X509_STORE_free(store); }
-};
-struct StoreCtxDeleter {
-  void operator()(X509_STORE_CTX* ctx) const { X509_STORE_CTX_free(ctx); }
-};
-struct StackDeleter {
-  void operator()(STACK_OF(X509) * stack) const { sk_X509_pop_free(stack, X509_free); }
-};
-struct BioDeleter {
-  void operator()(BIO* bio) const { BIO_free(bio); }
-};
-using UniqueX509 = std::unique_ptr<X509, X509Deleter>;
-
-// Exactly one DER certificate, nothing after it.
-UniqueX509 ParseDer(std::span<const uint8_t> der) {
-  const unsigned char* p = der.data();
-  UniqueX509 cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
-  if (cert != nullptr && p != der.data() + der.size()) cert.reset();
-  return cert;
-}
-
-// PEM if it looks like PEM, DER otherwise.
-UniqueX509 ParseAny(const std::string& text) {
-  if (text.find("-----BEGIN CERTIFICATE-----") != std::string::npos) {
-    std::unique_ptr<BIO, BioDeleter> bio(
-        BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
-    return UniqueX509(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
-  }
-  return ParseDer({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
-}
-
-}  // namespace
 
 absl::Status VerifyAkCertificate(std::span<const uint8_t> certificate_der, const TPMT_PUBLIC& ak,
                                  const std::vector<std::string>& roots,
@@ -60,22 +21,22 @@ absl::Status VerifyAkCertificate(std::span<const uint8_t> certificate_der, const
   if (!ak_key.ok()) return ak_key.status();
 
   // 1. Parse everything; any unparsable certificate is a denial.
-  UniqueX509 leaf = ParseDer(certificate_der);
+  UniqueX509 leaf = ParseDerCertificate(certificate_der);
   if (leaf == nullptr) {
     return Denied(DenialReason::kAkCertificateInvalid, "ak certificate invalid: malformed");
   }
-  std::unique_ptr<X509_STORE, StoreDeleter> store(X509_STORE_new());
-  std::unique_ptr<STACK_OF(X509), StackDeleter> chain(sk_X509_new_null());
+  std::unique_ptr<X509_STORE, X509StoreDeleter> store(X509_STORE_new());
+  std::unique_ptr<STACK_OF(X509), X509StackDeleter> chain(sk_X509_new_null());
   if (store == nullptr || chain == nullptr) return absl::InternalError("openssl allocation failed");
   for (const std::string& root : roots) {
-    UniqueX509 cert = ParseAny(root);
+    UniqueX509 cert = ParsePemOrDerCertificate(root);
     if (cert == nullptr) return absl::InvalidArgumentError("trusted root does not parse");
     if (X509_STORE_add_cert(store.get(), cert.get()) != 1) {
       return absl::InternalError("cannot add trusted root");
     }
   }
   for (const std::string& intermediate : intermediates) {
-    UniqueX509 cert = ParseAny(intermediate);
+    UniqueX509 cert = ParsePemOrDerCertificate(intermediate);
     if (cert == nullptr) {
       return Denied(DenialReason::kAkCertificateInvalid,
                     "ak certificate invalid: intermediate does not parse");
@@ -86,7 +47,7 @@ absl::Status VerifyAkCertificate(std::span<const uint8_t> certificate_der, const
 
   // 2. The chain.
   // TODO(#5): no revocation check (CRL or OCSP) of the AK certificate chain.
-  std::unique_ptr<X509_STORE_CTX, StoreCtxDeleter> ctx(X509_STORE_CTX_new());
+  std::unique_ptr<X509_STORE_CTX, X509StoreCtxDeleter> ctx(X509_STORE_CTX_new());
   if (ctx == nullptr || X509_STORE_CTX_init(ctx.get(), store.get(), leaf.get(), chain.get()) != 1) {
     return absl::InternalError("cannot start chain verification");
   }

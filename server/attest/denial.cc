@@ -48,6 +48,8 @@ constexpr Entry kEntries[] = {
     {DenialReason::kManifestSignatureInvalid, "manifest signature invalid"},
     {DenialReason::kModelNotAllowed, "model not allowed"},
     {DenialReason::kEnrollmentProofInvalid, "enrollment proof invalid"},
+    {DenialReason::kEkCertificateInvalid, "ek certificate invalid"},
+    {DenialReason::kEkCertificateMismatch, "ek certificate mismatch"},
 };
 
 }  // namespace

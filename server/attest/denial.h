@@ -58,6 +58,8 @@ enum class DenialReason {
   kModelNotAllowed,           // "model not allowed": the class may not receive this model
   // Enrollment.
   kEnrollmentProofInvalid,  // "enrollment proof invalid": wrong, altered or expired credential
+  kEkCertificateInvalid,    // "ek certificate invalid": malformed, or fails the EK CA chain
+  kEkCertificateMismatch,   // "ek certificate mismatch": ek_public is not the certified key
 };
 
 // The fixed label of `reason`, as listed above.

@@ -213,6 +213,16 @@ int Run(int argc, char** argv) {
     release_options.challenge_ttl = absl::Seconds(config.release().challenge_ttl_seconds());
     release_options.enrollment_ttl = absl::Seconds(config.release().enrollment_ttl_seconds());
     release_options.manifest_ca_pem = *std::move(ca_pem);
+    if (!config.release().ek_ca_bundle_path().empty()) {
+      absl::StatusOr<std::string> ek_ca_pem =
+          ReadFile(config.release().ek_ca_bundle_path(), 1 << 20);
+      if (!ek_ca_pem.ok()) {
+        Log(LogLevel::kError, "release_config_invalid",
+            {{"field", "release.ek_ca_bundle_path"}, {"error", StatusText(ek_ca_pem.status())}});
+        return kExitConfig;
+      }
+      release_options.ek_ca_pem = *std::move(ek_ca_pem);
+    }
     HsmBackend* hsm_backend = backend->get();
     absl::StatusOr<std::unique_ptr<release::ReleaseService>> created =
         release::ReleaseService::Create(std::move(release_options),

@@ -18,6 +18,7 @@
 #include "common/tpm/qualifying_data.h"
 #include "server/attest/attestation.h"
 #include "server/attest/denial.h"
+#include "server/attest/ek_certificate.h"
 #include "server/attest/quote_verifier.h"
 #include "server/enroll/make_credential.h"
 #include "server/release/challenge_token.h"
@@ -65,31 +66,48 @@ struct EnrollmentKeys {
 };
 
 // Both enrollment requests carry the same five fields; the AK's name goes to
-// the audit entry (the API layer records node and class).
+// the audit entry (the API layer records node and class). The EK comes from
+// ek_public, from a verified ek_certificate, or from both when they hold the
+// same key.
 template <typename Request>
-absl::StatusOr<EnrollmentKeys> ParseEnrollmentKeys(const Request& request, api::AuditNote* audit) {
+absl::StatusOr<EnrollmentKeys> ParseEnrollmentKeys(const Request& request,
+                                                   const attest::EkCertificateVerifier* ek_ca,
+                                                   api::AuditNote* audit) {
   HOSN_RETURN_IF_ERROR(CheckFleetName("node_id", request.node_id()));
   HOSN_RETURN_IF_ERROR(CheckFleetName("node_class", request.node_class()));
   const std::string& ak_public = request.ak_public();
   const std::string& ek_public = request.ek_public();
+  const std::string& ek_certificate = request.ek_certificate();
   EnrollmentKeys keys;
   absl::StatusOr<TPMT_PUBLIC> ak = tpm::Unmarshal2bPublic(AsSpan(ak_public));
   if (!ak.ok()) return absl::InvalidArgumentError("ak_public: not a TPM2B_PUBLIC");
   keys.ak = *ak;
   // restricted, sign, fixedTPM, fixedParent, not decrypt (T1).
   HOSN_RETURN_IF_ERROR(attest::AcceptAk(keys.ak).status());
-  if (ek_public.empty()) {
-    if (!request.ek_certificate().empty()) {
-      // TODO(#5): enrollment from an EK certificate (and its check against
-      // release.ek_ca_bundle_path).
-      return absl::UnimplementedError(
-          "ek_certificate: enrollment from an EK certificate is not supported yet; send ek_public");
-    }
-    return absl::InvalidArgumentError("ek_public: missing");
+  if (ek_public.empty() && ek_certificate.empty()) {
+    return absl::InvalidArgumentError("ek_public: missing (send it, ek_certificate or both)");
   }
-  absl::StatusOr<TPMT_PUBLIC> ek = tpm::Unmarshal2bPublic(AsSpan(ek_public));
-  if (!ek.ok()) return absl::InvalidArgumentError("ek_public: not a TPM2B_PUBLIC");
-  keys.ek = *ek;
+
+  // The certificate, if any, must chain to the configured manufacturer CAs.
+  std::optional<attest::CertifiedEk> certified;
+  if (!ek_certificate.empty()) {
+    if (ek_ca == nullptr) {
+      return absl::FailedPreconditionError(
+          "ek_certificate: no EK CA bundle configured (release.ek_ca_bundle_path)");
+    }
+    HOSN_ASSIGN_OR_RETURN(certified, ek_ca->Verify(AsSpan(ek_certificate)));
+    audit->Add("ek_certificate_issuer", certified->issuer);
+  }
+  if (ek_public.empty()) {
+    keys.ek = certified->ek;
+  } else {
+    absl::StatusOr<TPMT_PUBLIC> ek = tpm::Unmarshal2bPublic(AsSpan(ek_public));
+    if (!ek.ok()) return absl::InvalidArgumentError("ek_public: not a TPM2B_PUBLIC");
+    keys.ek = *ek;
+    if (certified.has_value()) {
+      HOSN_RETURN_IF_ERROR(attest::CheckEkMatchesCertificate(*certified, keys.ek));
+    }
+  }
   HOSN_ASSIGN_OR_RETURN(tpm::Bytes ak_tpmt, tpm::MarshalPublic(keys.ak));
   keys.ak_public = AsString(ak_tpmt);
   HOSN_ASSIGN_OR_RETURN(tpm::Bytes ak_name, enroll::ObjectName(keys.ak));
@@ -121,12 +139,25 @@ absl::StatusOr<std::unique_ptr<ReleaseService>> ReleaseService::Create(
   if (options.manifest_ca_pem.empty()) {
     return absl::InvalidArgumentError("release: manifest CA bundle empty");
   }
-  return std::unique_ptr<ReleaseService>(new ReleaseService(std::move(options), std::move(store)));
+  std::unique_ptr<attest::EkCertificateVerifier> ek_ca;
+  if (!options.ek_ca_pem.empty()) {
+    absl::StatusOr<std::unique_ptr<attest::EkCertificateVerifier>> created =
+        attest::EkCertificateVerifier::Create(options.ek_ca_pem);
+    if (!created.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("release: ek CA bundle: ", created.status().message()));
+    }
+    ek_ca = *std::move(created);
+  }
+  return std::unique_ptr<ReleaseService>(
+      new ReleaseService(std::move(options), std::move(store), std::move(ek_ca)));
 }
 
-ReleaseService::ReleaseService(ReleaseServiceOptions options, KeyStoreProvider store)
+ReleaseService::ReleaseService(ReleaseServiceOptions options, KeyStoreProvider store,
+                               std::unique_ptr<attest::EkCertificateVerifier> ek_ca)
     : options_(std::move(options)),
       store_(std::move(store)),
+      ek_ca_(std::move(ek_ca)),
       manifests_(options_.manifest_ca_pem, options_.manifest_cache_ttl) {}
 
 hsm::KeyRef ReleaseService::MacKey() const {
@@ -269,7 +300,7 @@ absl::StatusOr<v1::ReleaseKeyResponse> ReleaseService::ReleaseKey(
 
 absl::StatusOr<v1::BeginEnrollmentResponse> ReleaseService::BeginEnrollment(
     const api::PeerIdentity&, const v1::BeginEnrollmentRequest& request, api::AuditNote* audit) {
-  HOSN_ASSIGN_OR_RETURN(EnrollmentKeys keys, ParseEnrollmentKeys(request, audit));
+  HOSN_ASSIGN_OR_RETURN(EnrollmentKeys keys, ParseEnrollmentKeys(request, ek_ca_.get(), audit));
   HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, store_());
   EnrollmentClaims claims{request.node_id(), request.node_class(), keys.ak_name, keys.ek_digest,
                           absl::ToUnixSeconds(absl::Now() + options_.enrollment_ttl)};
@@ -297,7 +328,7 @@ absl::StatusOr<v1::BeginEnrollmentResponse> ReleaseService::BeginEnrollment(
 
 absl::StatusOr<v1::EnrollNodeResponse> ReleaseService::EnrollNode(
     const api::PeerIdentity&, const v1::EnrollNodeRequest& request, api::AuditNote* audit) {
-  HOSN_ASSIGN_OR_RETURN(EnrollmentKeys keys, ParseEnrollmentKeys(request, audit));
+  HOSN_ASSIGN_OR_RETURN(EnrollmentKeys keys, ParseEnrollmentKeys(request, ek_ca_.get(), audit));
   HOSN_ASSIGN_OR_RETURN(int64_t expiry, ParseEnrollmentToken(request.enrollment_token()));
   if (expiry < NowUnix()) {
     return Denied(DenialReason::kEnrollmentProofInvalid, "enrollment challenge expired");

@@ -32,6 +32,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/api/release_backend.h"
+#include "server/attest/ek_certificate.h"
 #include "server/hsm/key_store.h"
 #include "server/release/manifest_cache.h"
 
@@ -46,6 +47,9 @@ struct ReleaseServiceOptions {
   absl::Duration enrollment_ttl = absl::Seconds(300);
   // PEM bundle of the CAs pinned for manifest signatures.
   std::string manifest_ca_pem;
+  // PEM bundle of TPM manufacturer CAs for EK certificates at enrollment;
+  // empty: requests carrying an EK certificate are refused.
+  std::string ek_ca_pem;
   // How long a verified manifest signature is remembered (manifest_cache.h);
   // zero verifies every time.
   absl::Duration manifest_cache_ttl = absl::Seconds(60);
@@ -56,8 +60,9 @@ using KeyStoreProvider = std::function<absl::StatusOr<std::shared_ptr<hsm::KeySt
 
 class ReleaseService final : public api::ReleaseBackend {
  public:
-  // InvalidArgument if a label is empty, the KDF unknown, a TTL not positive
-  // or the CA bundle empty. Does not touch the HSM.
+  // InvalidArgument if a label is empty, the KDF unknown, a TTL not positive,
+  // the manifest CA bundle empty or a given EK CA bundle unparsable. Does not
+  // touch the HSM.
   static absl::StatusOr<std::unique_ptr<ReleaseService>> Create(ReleaseServiceOptions options,
                                                                 KeyStoreProvider store);
 
@@ -80,7 +85,8 @@ class ReleaseService final : public api::ReleaseBackend {
       api::AuditNote* audit) override;
 
  private:
-  ReleaseService(ReleaseServiceOptions options, KeyStoreProvider store);
+  ReleaseService(ReleaseServiceOptions options, KeyStoreProvider store,
+                 std::unique_ptr<attest::EkCertificateVerifier> ek_ca);
 
   hsm::KeyRef MacKey() const;
   hsm::KeyRef ReleaseKeyRef() const;
@@ -90,6 +96,8 @@ class ReleaseService final : public api::ReleaseBackend {
 
   const ReleaseServiceOptions options_;
   const KeyStoreProvider store_;
+  // Null when no EK CA bundle is configured: EK certificates are then refused.
+  const std::unique_ptr<attest::EkCertificateVerifier> ek_ca_;
   VerifiedManifestCache manifests_;
 
   absl::Mutex public_key_mu_;

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
+#include "common/tpm/ek_template.h"
 #include "common/tpm/marshal.h"
 
 namespace hosn::agent {
@@ -31,42 +32,9 @@ absl::Status TpmError(std::string_view what, TSS2_RC rc) {
   return absl::InternalError(message);
 }
 
-// TCG EK Credential Profile 2.0, template L-2 authPolicy: PolicySecret on
-// TPM_RH_ENDORSEMENT. The EK has no userWithAuth, so every use needs it.
-constexpr uint8_t kEkAuthPolicy[32] = {
-    0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,
-    0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa};
-
-TPM2B_PUBLIC EkTemplate(EkAlgorithm algorithm) {
+TPM2B_PUBLIC EkCreateTemplate(EkAlgorithm algorithm) {
   TPM2B_PUBLIC t{};
-  TPMT_PUBLIC& p = t.publicArea;
-  p.nameAlg = TPM2_ALG_SHA256;
-  p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                       TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_ADMINWITHPOLICY |
-                       TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
-  p.authPolicy.size = sizeof(kEkAuthPolicy);
-  std::memcpy(p.authPolicy.buffer, kEkAuthPolicy, sizeof(kEkAuthPolicy));
-  // Both templates: AES-128-CFB, no scheme; unique is zeros of the key's size.
-  TPMT_SYM_DEF_OBJECT symmetric{};
-  symmetric.algorithm = TPM2_ALG_AES;
-  symmetric.keyBits.aes = 128;
-  symmetric.mode.aes = TPM2_ALG_CFB;
-  if (algorithm == EkAlgorithm::kRsa2048) {
-    p.type = TPM2_ALG_RSA;
-    p.parameters.rsaDetail.symmetric = symmetric;
-    p.parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
-    p.parameters.rsaDetail.keyBits = 2048;
-    p.parameters.rsaDetail.exponent = 0;
-    p.unique.rsa.size = 256;
-    return t;
-  }
-  p.type = TPM2_ALG_ECC;
-  p.parameters.eccDetail.symmetric = symmetric;
-  p.parameters.eccDetail.scheme.scheme = TPM2_ALG_NULL;
-  p.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
-  p.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
-  p.unique.ecc.x.size = 32;
-  p.unique.ecc.y.size = 32;
+  t.publicArea = tpm::EkTemplate(algorithm);
   return t;
 }
 
@@ -159,8 +127,8 @@ TpmDevice::~TpmDevice() {
 
 absl::StatusOr<ESYS_TR> TpmDevice::LoadEk() {
   if (ek_ == ESYS_TR_NONE) {
-    HOSN_ASSIGN_OR_RETURN(ek_,
-                          CreateEndorsementPrimary(esys_, EkTemplate(ek_algorithm_), &ek_public_));
+    HOSN_ASSIGN_OR_RETURN(
+        ek_, CreateEndorsementPrimary(esys_, EkCreateTemplate(ek_algorithm_), &ek_public_));
   }
   return ek_;
 }

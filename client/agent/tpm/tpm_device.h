@@ -32,13 +32,14 @@
 
 #include "absl/status/statusor.h"
 #include "common/base/secret_bytes.h"
+#include "common/tpm/ek_template.h"
 #include "common/tpm/tpm_types.h"
 
 namespace hosn::agent {
 
 enum class AkAlgorithm { kEcdsaP256Sha256, kRsassa2048Sha256 };
 // The EK template: TCG EK Credential Profile L-2 (ECC P-256) or L-1 (RSA 2048).
-enum class EkAlgorithm { kEccP256, kRsa2048 };
+using EkAlgorithm = tpm::EkKeyType;
 
 // One quote as the TPM produced it, plus the PCR values read right after.
 struct TpmQuote {

@@ -104,39 +104,44 @@ std::unique_ptr<KeydProcess> ReleaseFixture::Launch(int challenge_ttl_seconds,
                                                     const std::string& audit_dir,
                                                     const std::string& module_path) {
   const std::string path = folder + "/keyd.textproto";
-  std::ofstream(path) << absl::StrCat(R"(
+  std::ofstream(path) << absl::StrCat(
+      R"(
 listen_address: "127.0.0.1:0"
 tls {
   server_certificate_path: ")",
-                                      pki_.Cert("server"), R"("
+      pki_.Cert("server"), R"("
   server_private_key_path: ")",
-                                      pki_.Key("server"), R"("
+      pki_.Key("server"), R"("
   client_ca_bundle_path: ")",
-                                      pki_.Cert("ca"), R"("
+      pki_.Cert("ca"), R"("
 }
 hsm {
   module_path: ")",
-                                      module_path, R"("
+      module_path, R"("
   token_uri: "pkcs11:token=hosn-keyd"
   pin_reference: ")",
-                                      token_->pin_reference(), R"("
+      token_->pin_reference(), R"("
   pool_size: 4
   kek_label: "hosn-kek"
   signing_key_label: "hosn-signer"
   challenge_mac_key_label: "hosn-challenge-mac"
   signing_certificate_chain_path: ")",
-                                      pki_.Cert("hsm-signer"), R"("
+      pki_.Cert("hsm-signer"), R"("
 }
 release {
   release_key_label: "hosn-release"
   kdf: "null"
   challenge_ttl_seconds: )",
-                                      challenge_ttl_seconds, R"(
+      challenge_ttl_seconds, R"(
   manifest_ca_bundle_path: ")",
-                                      manifest_pki_.ca_pem_path, R"("
+      manifest_pki_.ca_pem_path, R"(")",
+      ek_ca_bundle_path_.empty()
+          ? std::string()
+          : absl::StrCat("\n  ek_ca_bundle_path: \"", ek_ca_bundle_path_, "\""),
+      R"(
 }
 audit { directory: ")",
-                                      audit_dir, R"(" }
+      audit_dir, R"(" }
 metrics { listen_address: "127.0.0.1:0" }
 logging { level: "warn" }
 )");
@@ -186,7 +191,8 @@ std::string ReleaseFixture::To2b(const std::vector<uint8_t>& tpmt) {
 }
 
 grpc::Status ReleaseFixture::Enroll(Node& node, const std::string& node_id,
-                                    const std::string& node_class) {
+                                    const std::string& node_class,
+                                    const std::string& ek_certificate, bool send_ek_public) {
   auto stub = v1::AdminService::NewStub(ChannelFor("operator"));
   absl::StatusOr<tpm::Bytes> ak = node.tpm->AttestationKeyPublic();
   absl::StatusOr<tpm::Bytes> ek = node.tpm->EndorsementKeyPublic();
@@ -195,7 +201,8 @@ grpc::Status ReleaseFixture::Enroll(Node& node, const std::string& node_id,
   begin.set_node_id(node_id);
   begin.set_node_class(node_class);
   begin.set_ak_public(To2b(*ak));
-  begin.set_ek_public(To2b(*ek));
+  if (send_ek_public) begin.set_ek_public(To2b(*ek));
+  begin.set_ek_certificate(ek_certificate);
   v1::BeginEnrollmentResponse challenge;
   {
     grpc::ClientContext context;
@@ -215,6 +222,7 @@ grpc::Status ReleaseFixture::Enroll(Node& node, const std::string& node_id,
   enroll.set_node_class(node_class);
   enroll.set_ak_public(begin.ak_public());
   enroll.set_ek_public(begin.ek_public());
+  enroll.set_ek_certificate(begin.ek_certificate());
   enroll.set_activation_secret(Str(RevealSecret(*secret)));
   enroll.set_enrollment_token(challenge.enrollment_token());
   grpc::ClientContext context;

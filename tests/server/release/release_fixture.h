@@ -73,8 +73,11 @@ class ReleaseFixture : public ::testing::Test {
   // TPM2B_PUBLIC of a marshalled TPMT_PUBLIC.
   static std::string To2b(const std::vector<uint8_t>& tpmt);
 
-  // Enrollment: BeginEnrollment -> ActivateCredential -> EnrollNode.
-  grpc::Status Enroll(Node& node, const std::string& node_id, const std::string& node_class);
+  // Enrollment: BeginEnrollment -> ActivateCredential -> EnrollNode, with
+  // `ek_certificate` (DER) if not empty and the TPM's EK public unless
+  // `send_ek_public` is false.
+  grpc::Status Enroll(Node& node, const std::string& node_id, const std::string& node_class,
+                      const std::string& ek_certificate = "", bool send_ek_public = true);
   // Policy for `node_class`: the node's current sha256 PCRs 0-7 as golden.
   grpc::Status SetPolicyFromNode(Node& node, const std::string& node_class,
                                  const std::vector<std::string>& models,
@@ -126,6 +129,8 @@ class ReleaseFixture : public ::testing::Test {
   std::unique_ptr<hosn::testing::KeydProcess> keyd2_;
   hosn::testing::KeydProcess* active_ = nullptr;
   std::string audit_dir_;
+  // release.ek_ca_bundle_path of daemons started from now on, if not empty.
+  std::string ek_ca_bundle_path_;
 };
 
 // The fixed test DEK as bytes.

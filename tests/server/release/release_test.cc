@@ -6,8 +6,14 @@
 #include <fstream>
 #include <thread>
 
+#include <openssl/pem.h>
+
+#include <fstream>
+#include <sstream>
+
 #include "absl/strings/str_cat.h"
 #include "common/bundle/manifest.h"
+#include "common/tpm/ak_public.h"
 #include "common/tpm/marshal.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -229,6 +235,172 @@ TEST_F(ReleaseTest, RsaEkNodeEnrollsAndReleases) {
   ASSERT_TRUE(status.ok()) << status.error_message();
   HOSN_ASSERT_OK_AND_ASSIGN(std::string dek, Open(*attempt.key, response));
   EXPECT_EQ(dek, KnownDek());
+}
+
+// EK certificates for the tests: swtpm_setup with swtpm_localca (the real
+// TCG layout: critical SAN with TPM manufacturer attributes, subject
+// directory attributes, tcg-kp-EKCertificate), and a test CA made with the
+// OpenSSL CLI that issues EK certificates for any EK public key.
+class EkCertificateTest : public ReleaseTest {
+ protected:
+  // A swtpm whose state swtpm_setup manufactured with an RSA 2048 EK
+  // certificate from a local CA below the test folder; the node's TpmDevice
+  // loads the same L-1 EK.
+  Node ManufacturedNode(const std::string& name) {
+    const std::string ca = dir_.Join("localca");
+    const std::string state = dir_.Join("tpm-" + name);
+    EXPECT_TRUE(hosn::testing::RunCommand(absl::StrCat("mkdir -p ", ca, " ", state)).ok());
+    std::ofstream(dir_.Join("localca.conf"))
+        << "statedir = " << ca << "\nsigningkey = " << ca << "/signkey.pem\nissuercert = " << ca
+        << "/issuercert.pem\ncertserial = " << ca << "/certserial\n";
+    std::ofstream(dir_.Join("swtpm_setup.conf"))
+        << "create_certs_tool = swtpm_localca\ncreate_certs_tool_config = "
+        << dir_.Join("localca.conf")
+        << "\ncreate_certs_tool_options = /etc/swtpm-localca.options\n";
+    absl::StatusOr<std::string> setup = hosn::testing::RunCommand(
+        absl::StrCat("swtpm_setup --tpm2 --tpmstate ", state, " --create-ek-cert --config ",
+                     dir_.Join("swtpm_setup.conf"), " 2>&1"));
+    EXPECT_TRUE(setup.ok()) << setup.status();
+    Node node = NewNode(name, agent::EkAlgorithm::kRsa2048);
+    // The manufacturer CAs: the local root and its signing CA.
+    EXPECT_TRUE(
+        hosn::testing::RunCommand(absl::StrCat("cat ", ca, "/swtpm-localca-rootca-cert.pem ", ca,
+                                               "/issuercert.pem > ", BundlePath()))
+            .ok());
+    return node;
+  }
+
+  // The RSA EK certificate swtpm_setup stored in the TPM's NV index 0x01c00002.
+  std::string NvEkCertificate(Node& node) {
+    node.tpm.reset();
+    const std::string out = dir_.Join("nv-ek.der");
+    absl::StatusOr<std::string> read = hosn::testing::RunCommand(
+        absl::StrCat("tpm2_nvread -T '", node.tcti, "' 0x1c00002 -o ", out, " 2>&1"));
+    EXPECT_TRUE(read.ok()) << read.status();
+    Reconnect(node);
+    return ReadAll(out);
+  }
+
+  // A CA made with the OpenSSL CLI, under dir_/<name>.
+  void MakeCa(const std::string& name) {
+    HOSN_ASSERT_OK(
+        hosn::testing::RunCommand(absl::StrCat("openssl req -x509 -newkey ec -pkeyopt "
+                                               "ec_paramgen_curve:P-256 -nodes -keyout ",
+                                               dir_.Join(name + ".key"), " -out ",
+                                               dir_.Join(name + ".pem"), " -subj /CN=", name,
+                                               " -days 30 -addext basicConstraints=critical,"
+                                               "CA:TRUE -addext keyUsage=critical,keyCertSign "
+                                               "2>&1"))
+            .status());
+  }
+
+  // An EK certificate (DER) by CA `ca` for `node`'s EK, valid for `days`
+  // (negative: already expired), with the extension lines `extensions`.
+  std::string IssueEkCertificate(Node& node, const std::string& ca, int days,
+                                 const std::string& extensions = "") {
+    absl::StatusOr<tpm::Bytes> ek = node.tpm->EndorsementKeyPublic();
+    EXPECT_TRUE(ek.ok());
+    absl::StatusOr<TPMT_PUBLIC> area = tpm::UnmarshalPublic(*ek);
+    EXPECT_TRUE(area.ok());
+    absl::StatusOr<tpm::UniqueEvpPkey> key = tpm::PublicKeyFromTpm(*area);
+    EXPECT_TRUE(key.ok());
+    const std::string pub = dir_.Join("ek-" + std::to_string(++issued_) + ".pub.pem");
+    const std::string ext = pub + ".ext";
+    const std::string der = pub + ".der";
+    FILE* f = std::fopen(pub.c_str(), "w");
+    EXPECT_EQ(PEM_write_PUBKEY(f, key->get()), 1);
+    std::fclose(f);
+    std::ofstream(ext) << "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,"
+                          "keyEncipherment\nextendedKeyUsage=2.23.133.8.1\n"
+                       << extensions;
+    absl::StatusOr<std::string> issued = hosn::testing::RunCommand(
+        absl::StrCat("openssl x509 -new -force_pubkey ", pub, " -subj /CN=ek -CA ",
+                     dir_.Join(ca + ".pem"), " -CAkey ", dir_.Join(ca + ".key"), " -days ", days,
+                     " -extfile ", ext, " -outform DER -out ", der, " 2>&1"));
+    EXPECT_TRUE(issued.ok()) << issued.status();
+    return ReadAll(der);
+  }
+
+  std::string BundlePath() const { return dir_.Join("ek-ca-bundle.pem"); }
+
+  static std::string ReadAll(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+
+  int issued_ = 0;
+};
+
+// A TPM manufactured by swtpm_setup with an EK certificate from its local CA
+// enrolls from the certificate alone (the daemon takes the EK from it), then
+// from certificate and EK public together, and obtains the DEK.
+TEST_F(EkCertificateTest, ManufacturerCertificateEnrolls) {
+  Node node = ManufacturedNode("m");
+  ASSERT_NE(node.tpm, nullptr);
+  const std::string certificate = NvEkCertificate(node);
+  ASSERT_FALSE(certificate.empty());
+  ASSERT_NE(node.tpm, nullptr);
+  ek_ca_bundle_path_ = BundlePath();
+  ASSERT_NO_FATAL_FAILURE(StartKeyd());
+
+  grpc::Status status = Enroll(node, "a", kClass, certificate, /*send_ek_public=*/false);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_THAT(AuditText(), HasSubstr("swtpm-localca"));
+  status = Enroll(node, "a", kClass, certificate, /*send_ek_public=*/true);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  ASSERT_TRUE(SetPolicyFromNode(node, kClass, {kModel}).ok());
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt attempt, Prepare(node, "node-a"));
+  v1::ReleaseKeyResponse response;
+  status = Release("node-a", attempt.request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string dek, Open(*attempt.key, response));
+  EXPECT_EQ(dek, KnownDek());
+}
+
+// Refused: a certificate from a CA outside the bundle, an expired one, one
+// for another TPM's EK (alone: the TPM cannot activate; beside this TPM's EK
+// public: mismatch), an unknown critical extension; the tolerated critical
+// subjectDirectoryAttributes passes.
+TEST_F(EkCertificateTest, RefusedCertificates) {
+  Node node = ManufacturedNode("m");
+  Node other = NewNode("o", agent::EkAlgorithm::kRsa2048);
+  ASSERT_NE(node.tpm, nullptr);
+  ASSERT_NE(other.tpm, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeCa("ekca"));
+  ASSERT_NO_FATAL_FAILURE(MakeCa("rogue"));
+  HOSN_ASSERT_OK(
+      hosn::testing::RunCommand(absl::StrCat("cat ", dir_.Join("ekca.pem"), " >> ", BundlePath()))
+          .status());
+  ek_ca_bundle_path_ = BundlePath();
+  ASSERT_NO_FATAL_FAILURE(StartKeyd());
+
+  auto expect_refused = [&](const std::string& certificate, bool send_ek_public,
+                            const std::string& audit_text) {
+    grpc::Status status = Enroll(node, "a", kClass, certificate, send_ek_public);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << audit_text;
+    EXPECT_THAT(AuditText(), HasSubstr(audit_text));
+  };
+  expect_refused(IssueEkCertificate(node, "rogue", 30), false,
+                 "ek certificate invalid: unable to get local issuer certificate");
+  expect_refused(IssueEkCertificate(node, "ekca", -1), false,
+                 "ek certificate invalid: certificate has expired");
+  expect_refused(IssueEkCertificate(node, "ekca", 30, "1.3.6.1.4.1.55555.1=critical,DER:0500\n"),
+                 false, "unhandled critical extension 1.3.6.1.4.1.55555.1");
+  const std::string foreign = IssueEkCertificate(other, "ekca", 30);
+  expect_refused(foreign, true, "ek certificate mismatch");
+  grpc::Status status = Enroll(node, "a", kClass, foreign, /*send_ek_public=*/false);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(status.error_message(), HasSubstr("activate"));
+  expect_refused("not a certificate", false, "ek certificate invalid: malformed");
+  EXPECT_THAT(Metrics(), HasSubstr("ek certificate invalid"));
+
+  // A critical subjectDirectoryAttributes (TPM spec, assertions) is tolerated.
+  status = Enroll(node, "a", kClass,
+                  IssueEkCertificate(node, "ekca", 30, "2.5.29.9=critical,DER:3000\n"), false);
+  EXPECT_TRUE(status.ok()) << status.error_message();
 }
 
 // A revocation takes effect on the very next request.
