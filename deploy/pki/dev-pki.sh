@@ -21,10 +21,11 @@
 #   other-ca.pem / other-ca.key      an unrelated CA, and
 #   bad-otherca                      a client certificate from it
 #
-#   bash deploy/pki/dev-pki.sh OUT_DIR --hsm-signer PUBKEY.pem
-# issues OUT_DIR/hsm-signer.pem from the existing dev CA in OUT_DIR for a
-# public key that lives in the HSM (PEM SubjectPublicKeyInfo): the manifest
-# signing certificate (keyUsage digitalSignature, EKU codeSigning).
+#   bash deploy/pki/dev-pki.sh OUT_DIR --hsm-signer PUBKEY.pem [NAME]
+# issues OUT_DIR/NAME.pem (default hsm-signer.pem) from the existing dev CA in
+# OUT_DIR for a public key that lives in the HSM (PEM SubjectPublicKeyInfo):
+# the manifest signing certificate (keyUsage digitalSignature, EKU
+# codeSigning). A second NAME issues a rotated signing key's certificate.
 # The identity scheme (hosn://<role>/<name>) is specified in docs/api.md.
 set -euo pipefail
 
@@ -95,6 +96,8 @@ client() { echo "extendedKeyUsage=clientAuth;subjectAltName=URI:$1"; }
 ca_db "$work"
 if [ "$with_bad" = "--hsm-signer" ]; then
   pub="${3:?public key PEM required}"
+  name="${4:-hsm-signer}"
+  case "$name" in *[!A-Za-z0-9._-]*|'') echo "dev-pki: bad NAME '$name'" >&2; exit 64 ;; esac
   newkey "$work/throwaway.key"
   openssl req -new -key "$work/throwaway.key" -subj "/CN=hosn manifest signer" -out "$work/s.csr"
   printf '%s\n' "[ext]" "basicConstraints=critical,CA:FALSE" \
@@ -103,9 +106,9 @@ if [ "$with_bad" = "--hsm-signer" ]; then
     >"$work/s.ext"
   openssl x509 -req -in "$work/s.csr" -CA "$out/ca.pem" -CAkey "$out/ca.key" -CAcreateserial \
     -force_pubkey "$pub" -days 825 -sha256 -extfile "$work/s.ext" -extensions ext \
-    -out "$out/hsm-signer.pem" 2>/dev/null
-  chmod 0644 "$out/hsm-signer.pem"
-  echo "dev-pki: wrote $out/hsm-signer.pem"
+    -out "$out/$name.pem" 2>/dev/null
+  chmod 0644 "$out/$name.pem"
+  echo "dev-pki: wrote $out/$name.pem"
   exit 0
 fi
 make_ca ca "hosn dev CA"

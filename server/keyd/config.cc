@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <set>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -51,7 +52,72 @@ absl::Status ValidateAuditConfig(const v1::AuditConfig& audit) {
   return absl::OkStatus();
 }
 
+// Signing keys (docs/daemon.md, "Signing keys"): the single fields name the
+// default key, hsm.signing_keys adds more. Anything that leaves the default
+// unclear or gives one label two chains is refused.
+absl::Status ValidateSigningKeys(const v1::HsmConfig& hsm) {
+  if (hsm.signing_key_label().empty()) {
+    if (!hsm.signing_certificate_chain_path().empty()) {
+      return Bad("hsm.signing_certificate_chain_path", "set without hsm.signing_key_label");
+    }
+    if (hsm.signing_keys_size() > 0) {
+      return Bad("hsm.signing_key_label", "missing: name the default among hsm.signing_keys");
+    }
+    return absl::OkStatus();
+  }
+  if (hsm.signing_certificate_chain_path().empty()) {
+    return Bad("hsm.signing_certificate_chain_path",
+               "required with signing_key_label (or list that key in hsm.signing_keys)");
+  }
+  std::set<std::string> labels;
+  for (int i = 0; i < hsm.signing_keys_size(); ++i) {
+    const v1::SigningKey& key = hsm.signing_keys(i);
+    const std::string field = absl::StrCat("hsm.signing_keys[", i, "]");
+    if (key.label().empty()) return Bad(field + ".label", "missing");
+    if (key.certificate_chain_path().empty()) {
+      return Bad(field + ".certificate_chain_path", "missing");
+    }
+    if (!labels.insert(key.label()).second) {
+      return Bad(field + ".label", absl::StrCat(key.label(), " listed twice"));
+    }
+    if (key.label() == hsm.signing_key_label() &&
+        key.certificate_chain_path() != hsm.signing_certificate_chain_path()) {
+      return Bad(field + ".certificate_chain_path",
+                 "contradicts hsm.signing_certificate_chain_path for the same key");
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A lone hsm.signing_keys entry is the default when no default is named, and
+// a default named only by label takes its chain from its entry.
+void ResolveDefaultSigningKey(v1::HsmConfig& hsm) {
+  if (hsm.signing_key_label().empty() && hsm.signing_certificate_chain_path().empty() &&
+      hsm.signing_keys_size() == 1) {
+    hsm.set_signing_key_label(hsm.signing_keys(0).label());
+  }
+  if (hsm.signing_key_label().empty() || !hsm.signing_certificate_chain_path().empty()) return;
+  for (const v1::SigningKey& key : hsm.signing_keys()) {
+    if (key.label() == hsm.signing_key_label()) {
+      hsm.set_signing_certificate_chain_path(key.certificate_chain_path());
+      return;
+    }
+  }
+}
+
 }  // namespace
+
+std::vector<v1::SigningKey> ConfiguredSigningKeys(const v1::HsmConfig& hsm) {
+  std::vector<v1::SigningKey> keys;
+  if (hsm.signing_key_label().empty()) return keys;
+  v1::SigningKey& first = keys.emplace_back();
+  first.set_label(hsm.signing_key_label());
+  first.set_certificate_chain_path(hsm.signing_certificate_chain_path());
+  for (const v1::SigningKey& key : hsm.signing_keys()) {
+    if (key.label() != hsm.signing_key_label()) keys.push_back(key);
+  }
+  return keys;
+}
 
 void ApplyDefaults(v1::KeydConfig& config) {
   v1::TlsConfig& tls = *config.mutable_tls();
@@ -59,6 +125,7 @@ void ApplyDefaults(v1::KeydConfig& config) {
   v1::HsmConfig& hsm = *config.mutable_hsm();
   if (hsm.pool_size() == 0) hsm.set_pool_size(4);
   if (hsm.health_check_interval_seconds() == 0) hsm.set_health_check_interval_seconds(5);
+  ResolveDefaultSigningKey(hsm);
   v1::LimitsConfig& limits = *config.mutable_limits();
   if (limits.max_request_bytes() == 0) limits.set_max_request_bytes(4u << 20);
   if (limits.max_concurrent_streams() == 0) limits.set_max_concurrent_streams(100);
@@ -106,10 +173,7 @@ absl::Status ValidateConfig(const v1::KeydConfig& config) {
     return Bad("hsm.pin_reference", "want file:/path or credential:NAME");
   }
   if (config.hsm().pool_size() > 256) return Bad("hsm.pool_size", "at most 256");
-  if (!config.hsm().signing_key_label().empty() &&
-      config.hsm().signing_certificate_chain_path().empty()) {
-    return Bad("hsm.signing_certificate_chain_path", "required with signing_key_label");
-  }
+  HOSN_RETURN_IF_ERROR(ValidateSigningKeys(config.hsm()));
   if (!config.metrics().listen_address().empty() &&
       !IsHostPort(config.metrics().listen_address())) {
     return Bad("metrics.listen_address", "want host:port");

@@ -12,6 +12,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "hosn/keyd/v1/config.pb.h"
@@ -31,6 +32,11 @@ void ApplyDefaults(hosn::keyd::v1::KeydConfig& config);
 
 // InvalidArgument naming the first bad field.
 absl::Status ValidateConfig(const hosn::keyd::v1::KeydConfig& config);
+
+// The signing keys of a validated `hsm` section, each once: the default key
+// (hsm.signing_key_label with its chain) first, then hsm.signing_keys in file
+// order. Empty when no signing key is configured.
+std::vector<hosn::keyd::v1::SigningKey> ConfiguredSigningKeys(const hosn::keyd::v1::HsmConfig& hsm);
 
 }  // namespace hosn::keyd
 

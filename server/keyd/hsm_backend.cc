@@ -17,6 +17,7 @@
 #include "common/base/hex.h"
 #include "common/base/status_macros.h"
 #include "common/lineage/lineage.h"
+#include "server/keyd/config.h"
 
 namespace hosn::keyd {
 namespace {
@@ -36,11 +37,13 @@ absl::StatusOr<std::vector<std::string>> ReadChainDer(const std::string& path) {
     unsigned char* der = nullptr;
     const int length = i2d_X509(cert, &der);
     X509_free(cert);
-    if (length <= 0) return absl::InvalidArgumentError("signing chain: bad certificate");
+    if (length <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": bad certificate"));
+    }
     chain.emplace_back(reinterpret_cast<const char*>(der), static_cast<size_t>(length));
     OPENSSL_free(der);
   }
-  if (chain.empty()) return absl::InvalidArgumentError("signing chain: no certificate");
+  if (chain.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no certificate"));
   return chain;
 }
 
@@ -110,6 +113,33 @@ bool ReadHeader(const unsigned char** p, const unsigned char* end, int want_tag,
   return tag == want_tag && cls == V_ASN1_UNIVERSAL && *length <= end - *p;
 }
 
+// OK if the public key of the DER certificate `leaf` equals the DER
+// SubjectPublicKeyInfo `spki`; FailedPrecondition otherwise.
+absl::Status LeafMatchesPublicKey(const std::string& leaf, const std::string& spki) {
+  const auto* cert_der = reinterpret_cast<const unsigned char*>(leaf.data());
+  std::unique_ptr<X509, decltype(&X509_free)> cert(
+      d2i_X509(nullptr, &cert_der, static_cast<long>(leaf.size())), X509_free);
+  const auto* key_der = reinterpret_cast<const unsigned char*>(spki.data());
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+      d2i_PUBKEY(nullptr, &key_der, static_cast<long>(spki.size())), EVP_PKEY_free);
+  if (cert == nullptr || key == nullptr) {
+    return absl::FailedPreconditionError("certificate or hsm public key unreadable");
+  }
+  if (EVP_PKEY_eq(X509_get0_pubkey(cert.get()), key.get()) != 1) {
+    return absl::FailedPreconditionError("certificate does not match the hsm key's public key");
+  }
+  return absl::OkStatus();
+}
+
+hsm::KeyRef SigningKeyRef(const std::string& label) {
+  return hsm::KeyRef{hsm::KeyClass::kPrivateKey, hsm::KeyType::kEc, label, std::nullopt};
+}
+
+bool IsTransient(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnavailable ||
+         status.code() == absl::StatusCode::kDeadlineExceeded;
+}
+
 std::string RandomId() {
   unsigned char id[8];
   if (RAND_bytes(id, sizeof(id)) != 1) return {};
@@ -152,18 +182,24 @@ absl::Status CheckCmsMessageDigest(std::string_view signed_attributes, std::stri
 }
 
 HsmBackend::HsmBackend(v1::HsmConfig config, hsm::KeyStoreOptions options,
-                       std::vector<std::string> chain_der, ReadinessCallback callback)
+                       std::map<std::string, std::vector<std::string>> chains,
+                       ReadinessCallback callback)
     : config_(std::move(config)),
       options_(std::move(options)),
-      chain_der_(std::move(chain_der)),
+      chains_(std::move(chains)),
       callback_(std::move(callback)) {}
 
 absl::StatusOr<std::unique_ptr<HsmBackend>> HsmBackend::Create(const v1::HsmConfig& config,
                                                                absl::Duration max_wait,
                                                                ReadinessCallback callback) {
-  std::vector<std::string> chain;
-  if (!config.signing_key_label().empty()) {
-    HOSN_ASSIGN_OR_RETURN(chain, ReadChainDer(config.signing_certificate_chain_path()));
+  std::map<std::string, std::vector<std::string>> chains;
+  for (const v1::SigningKey& key : ConfiguredSigningKeys(config)) {
+    absl::StatusOr<std::vector<std::string>> chain = ReadChainDer(key.certificate_chain_path());
+    if (!chain.ok()) {
+      return absl::Status(chain.status().code(), absl::StrCat("signing key ", key.label(), ": ",
+                                                              chain.status().message()));
+    }
+    chains[key.label()] = *std::move(chain);
   }
   hsm::KeyStoreOptions options;
   options.uri = config.token_uri();
@@ -173,14 +209,17 @@ absl::StatusOr<std::unique_ptr<HsmBackend>> HsmBackend::Create(const v1::HsmConf
   options.acquire_timeout = max_wait;
 
   std::unique_ptr<HsmBackend> backend(
-      new HsmBackend(config, std::move(options), std::move(chain), std::move(callback)));
+      new HsmBackend(config, std::move(options), std::move(chains), std::move(callback)));
 
   // First attempt: configuration mistakes are fatal now rather than retried
-  // forever (and a wrong PIN is not retried into a locked token).
+  // forever (and a wrong PIN is not retried into a locked token), and so is a
+  // signing certificate that is not the HSM key's.
   absl::StatusOr<std::unique_ptr<hsm::KeyStore>> store = hsm::KeyStore::Create(backend->options_);
   if (store.ok()) {
+    const absl::Status keys = backend->CheckSigningKeys(**store);
+    if (!keys.ok() && !IsTransient(keys)) return keys;
     absl::MutexLock lock(&backend->mu_);
-    backend->store_ = std::move(*store);
+    if (keys.ok()) backend->store_ = std::move(*store);
   } else if (store.status().code() != absl::StatusCode::kNotFound &&
              store.status().code() != absl::StatusCode::kUnavailable) {
     return store.status();
@@ -219,11 +258,42 @@ absl::StatusOr<std::vector<std::string>> ReadCertificateChainDer(const std::stri
   return ReadChainDer(path);
 }
 
+absl::Status HsmBackend::CheckSigningKeys(hsm::KeyStore& store) const {
+  for (const auto& [label, chain] : chains_) {
+    absl::StatusOr<std::string> spki = store.ExportPublicKey(SigningKeyRef(label));
+    absl::Status match = spki.ok() ? LeafMatchesPublicKey(chain[0], *spki) : spki.status();
+    if (match.ok()) continue;
+    if (IsTransient(match)) return match;
+    if (match.code() == absl::StatusCode::kNotFound) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("signing key ", label, ": no such ec key pair on the token"));
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("signing key ", label, ": ", match.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<HsmBackend::SigningKeyChoice> HsmBackend::ChooseSigningKey(
+    const std::string& key_label) const {
+  if (chains_.empty()) return absl::FailedPreconditionError("signing: no signing key configured");
+  const std::string& label = key_label.empty() ? config_.signing_key_label() : key_label;
+  const auto found = chains_.find(label);
+  if (found == chains_.end()) {
+    // A caller's label is echoed only if it is one a key could have.
+    return absl::InvalidArgumentError(
+        CheckLabel(label).ok()
+            ? absl::StrCat("key_label: signing key ", label, " is not configured")
+            : std::string("key_label: not a configured signing key"));
+  }
+  return SigningKeyChoice{&found->first, &found->second};
+}
+
 absl::StatusOr<std::string> HsmBackend::SignForDaemon(const std::string& label,
                                                       std::string_view message) {
   HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, Store());
-  const hsm::KeyRef key{hsm::KeyClass::kPrivateKey, hsm::KeyType::kEc, label, std::nullopt};
-  return store->Sign(key, kSignatureAlgorithm, message, hsm::SignatureFormat::kDer);
+  return store->Sign(SigningKeyRef(label), kSignatureAlgorithm, message,
+                     hsm::SignatureFormat::kDer);
 }
 
 bool HsmBackend::Ready() const {
@@ -241,9 +311,13 @@ void HsmBackend::SetReady(bool ready, const absl::Status& why) {
   bool changed = false;
   {
     absl::MutexLock lock(&mu_);
-    changed = !reported_ || ready_ != ready;
+    // A new reason for staying unready is reported too (a token that
+    // appeared with a wrong signing key after one that was missing).
+    const std::string reason(why.message());
+    changed = !reported_ || ready_ != ready || (!ready && reason != unready_reason_);
     ready_ = ready;
     reported_ = true;
+    unready_reason_ = ready ? std::string() : reason;
   }
   if (changed && callback_) callback_(ready, why);
 }
@@ -259,6 +333,12 @@ void HsmBackend::CheckOnce() {
     absl::StatusOr<std::unique_ptr<hsm::KeyStore>> created = hsm::KeyStore::Create(options_);
     if (!created.ok()) {
       SetReady(false, created.status());
+      return;
+    }
+    // A token that appeared after start gets the start-up check now; while
+    // a certificate does not match, the daemon stays unready.
+    if (absl::Status keys = CheckSigningKeys(**created); !keys.ok()) {
+      SetReady(false, keys);
       return;
     }
     store = std::move(*created);
@@ -290,13 +370,7 @@ void HsmBackend::MonitorLoop() {
 
 absl::StatusOr<v1::SignManifestResponse> HsmBackend::SignManifest(
     const api::PeerIdentity&, const v1::SignManifestRequest& request) {
-  if (config_.signing_key_label().empty()) {
-    return absl::FailedPreconditionError("signing: no signing key configured");
-  }
-  // TODO(#4): chains for other signing keys; only the configured key has one.
-  if (!request.key_label().empty() && request.key_label() != config_.signing_key_label()) {
-    return absl::InvalidArgumentError("key_label: only the configured signing key");
-  }
+  HOSN_ASSIGN_OR_RETURN(const SigningKeyChoice signer, ChooseSigningKey(request.key_label()));
   // Sign only CMS signed attributes, and only for this manifest. Signing the
   // request's bytes as they are would make the manifest key an oracle for
   // any data, including attributes that name another manifest's digest.
@@ -306,43 +380,31 @@ absl::StatusOr<v1::SignManifestResponse> HsmBackend::SignManifest(
   const std::string manifest_sha256 = Sha256(request.manifest());
   HOSN_RETURN_IF_ERROR(CheckCmsMessageDigest(request.cms_signed_attributes(), manifest_sha256));
   HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, Store());
-  const hsm::KeyRef key{hsm::KeyClass::kPrivateKey, hsm::KeyType::kEc, config_.signing_key_label(),
-                        std::nullopt};
   HOSN_ASSIGN_OR_RETURN(std::string signature,
-                        store->Sign(key, kSignatureAlgorithm, request.cms_signed_attributes(),
-                                    hsm::SignatureFormat::kDer));
+                        store->Sign(SigningKeyRef(*signer.label), kSignatureAlgorithm,
+                                    request.cms_signed_attributes(), hsm::SignatureFormat::kDer));
   v1::SignManifestResponse response;
   response.set_signature(std::move(signature));
   response.set_signature_algorithm(v1::SIGNATURE_ALGORITHM_ECDSA_P256_SHA256);
-  for (const std::string& der : chain_der_) response.add_certificate_chain(der);
-  response.set_key_label(config_.signing_key_label());
+  for (const std::string& der : *signer.chain) response.add_certificate_chain(der);
+  response.set_key_label(*signer.label);
   response.set_manifest_sha256(manifest_sha256);
   return response;
 }
 
 absl::StatusOr<v1::GetSigningCertificatesResponse> HsmBackend::GetSigningCertificates(
     const api::PeerIdentity&, const v1::GetSigningCertificatesRequest& request) {
-  if (config_.signing_key_label().empty()) {
-    return absl::FailedPreconditionError("signing: no signing key configured");
-  }
-  if (!request.key_label().empty() && request.key_label() != config_.signing_key_label()) {
-    return absl::InvalidArgumentError("key_label: only the configured signing key");
-  }
+  HOSN_ASSIGN_OR_RETURN(const SigningKeyChoice signer, ChooseSigningKey(request.key_label()));
   v1::GetSigningCertificatesResponse response;
-  for (const std::string& der : chain_der_) response.add_certificate_chain(der);
+  for (const std::string& der : *signer.chain) response.add_certificate_chain(der);
   response.set_signature_algorithm(v1::SIGNATURE_ALGORITHM_ECDSA_P256_SHA256);
-  response.set_key_label(config_.signing_key_label());
+  response.set_key_label(*signer.label);
   return response;
 }
 
 absl::StatusOr<v1::SignStatementResponse> HsmBackend::SignStatement(
     const api::PeerIdentity&, const v1::SignStatementRequest& request) {
-  if (config_.signing_key_label().empty()) {
-    return absl::FailedPreconditionError("signing: no signing key configured");
-  }
-  if (!request.key_label().empty() && request.key_label() != config_.signing_key_label()) {
-    return absl::InvalidArgumentError("key_label: only the configured signing key");
-  }
+  HOSN_ASSIGN_OR_RETURN(const SigningKeyChoice signer, ChooseSigningKey(request.key_label()));
   // The daemon knows what it signs: only a canonical lineage Statement. The
   // PAE starts with "DSSEv1", never a DER SET, so no PAE can pass as CMS
   // signed attributes (SignManifest) and the reverse (docs/lineage.md).
@@ -351,18 +413,17 @@ absl::StatusOr<v1::SignStatementResponse> HsmBackend::SignStatement(
   }
   HOSN_ASSIGN_OR_RETURN(v1::LineageStatement statement, lineage::ParseStatement(request.payload()));
   HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, Store());
-  const hsm::KeyRef key{hsm::KeyClass::kPrivateKey, hsm::KeyType::kEc, config_.signing_key_label(),
-                        std::nullopt};
-  HOSN_ASSIGN_OR_RETURN(
-      std::string signature,
-      store->Sign(key, kSignatureAlgorithm, lineage::Pae(request.payload_type(), request.payload()),
-                  hsm::SignatureFormat::kDer));
+  HOSN_ASSIGN_OR_RETURN(std::string signature,
+                        store->Sign(SigningKeyRef(*signer.label), kSignatureAlgorithm,
+                                    lineage::Pae(request.payload_type(), request.payload()),
+                                    hsm::SignatureFormat::kDer));
   v1::SignStatementResponse response;
   response.set_signature(std::move(signature));
   response.set_signature_algorithm(v1::SIGNATURE_ALGORITHM_ECDSA_P256_SHA256);
-  HOSN_ASSIGN_OR_RETURN(*response.mutable_key_id(), lineage::KeyIdOfCertificate(chain_der_[0]));
-  for (const std::string& der : chain_der_) response.add_certificate_chain(der);
-  response.set_key_label(config_.signing_key_label());
+  HOSN_ASSIGN_OR_RETURN(*response.mutable_key_id(),
+                        lineage::KeyIdOfCertificate(signer.chain->front()));
+  for (const std::string& der : *signer.chain) response.add_certificate_chain(der);
+  response.set_key_label(*signer.label);
   response.set_subject_sha256(statement.predicate().output().manifest_sha256());
   return response;
 }
@@ -438,7 +499,8 @@ absl::StatusOr<v1::RotateKeyResponse> HsmBackend::RotateKey(const api::PeerIdent
   HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, Store());
   absl::MutexLock lock(&admin_mu_);
   // Find the newest version of the family: <base>, <base>.v1, <base>.v2...
-  // TODO(#4): rotation of signing keys (needs a new certificate).
+  // KEKs only: a signing key needs a certificate issued outside the daemon,
+  // so its rotation is an operator procedure (docs/daemon.md, "Signing keys").
   const std::string base = SplitVersion(request.label()).first;
   std::string current;
   uint32_t version = 0;

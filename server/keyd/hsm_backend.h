@@ -9,9 +9,13 @@
 // returns, the pool's own recovery or a fresh Create brings it back without a
 // restart.
 //
-// Signing uses the configured EC P-256 key and returns the certificate chain
-// read from the configured PEM file at start. Key material never passes
-// through this class: DEKs leave the HSM only wrapped.
+// Signing uses one of the configured EC P-256 keys (hsm.signing_key_label,
+// the default, and hsm.signing_keys), chosen by the request's key_label, and
+// returns that key's certificate chain, read from its PEM file at start.
+// Whenever a connection to the token is made, each key's certificate is
+// checked against the HSM key's public key: at start a mismatch is fatal
+// (Create fails), later it keeps the backend unready. Key material never
+// passes through this class: DEKs leave the HSM only wrapped.
 //
 // Ownership: Shutdown() (or the destructor) stops the monitor and destroys
 // the KeyStore, which closes every session and calls C_Finalize. Thread
@@ -20,6 +24,7 @@
 #define HOSN_SERVER_KEYD_HSM_BACKEND_H_
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -45,13 +50,16 @@ absl::StatusOr<std::vector<std::string>> ReadCertificateChainDer(const std::stri
 
 class HsmBackend final : public api::KeyBackend {
  public:
-  // Called from the monitor thread when readiness changes; `why` is the
-  // status that made it unready (OK when ready).
+  // Called from the monitor thread when readiness or the reason for being
+  // unready changes; `why` is the status that made it unready (OK when ready).
   using ReadinessCallback = std::function<void(bool ready, const absl::Status& why)>;
 
   // InvalidArgument on an unusable configuration (bad URI, unreadable chain
-  // file); an unreachable token is not an error (see above). Makes one
-  // connection attempt before returning, so a reachable token is ready at once.
+  // file); FailedPrecondition "signing key L: ..." if the token is reachable
+  // and a configured signing key is missing from it or its certificate does
+  // not hold its public key. An unreachable token is not an error (see
+  // above). Makes one connection attempt before returning, so a reachable
+  // token is ready at once.
   static absl::StatusOr<std::unique_ptr<HsmBackend>> Create(const hosn::keyd::v1::HsmConfig& config,
                                                             absl::Duration max_wait,
                                                             ReadinessCallback callback);
@@ -99,8 +107,22 @@ class HsmBackend final : public api::KeyBackend {
       const api::PeerIdentity& caller, const keyd::v1::ListKeysRequest& request) override;
 
  private:
+  // A configured signing key: its label and DER chain, both owned by chains_.
+  struct SigningKeyChoice {
+    const std::string* label;
+    const std::vector<std::string>* chain;
+  };
+
   HsmBackend(hosn::keyd::v1::HsmConfig config, hsm::KeyStoreOptions options,
-             std::vector<std::string> chain_der, ReadinessCallback callback);
+             std::map<std::string, std::vector<std::string>> chains, ReadinessCallback callback);
+
+  // OK if every configured signing key is an EC key pair on the token whose
+  // public key is its certificate's. FailedPrecondition naming the key
+  // otherwise; Unavailable/DeadlineExceeded if the token did not answer.
+  absl::Status CheckSigningKeys(hsm::KeyStore& store) const;
+  // The key `key_label` names (empty: the default). FailedPrecondition if no
+  // signing key is configured, InvalidArgument if `key_label` is not one.
+  absl::StatusOr<SigningKeyChoice> ChooseSigningKey(const std::string& key_label) const;
 
   // The KeyStore if ready, Unavailable otherwise.
   absl::StatusOr<std::shared_ptr<hsm::KeyStore>> Store() const;
@@ -114,7 +136,8 @@ class HsmBackend final : public api::KeyBackend {
   // Constant after construction.
   const hosn::keyd::v1::HsmConfig config_;
   const hsm::KeyStoreOptions options_;
-  const std::vector<std::string> chain_der_;
+  // Label -> DER chain (leaf first) of each configured signing key.
+  const std::map<std::string, std::vector<std::string>> chains_;
   const ReadinessCallback callback_;
   // Set once before serving (EnableStationWrap), read-only afterwards.
   std::string station_release_key_label_;
@@ -123,7 +146,8 @@ class HsmBackend final : public api::KeyBackend {
   mutable absl::Mutex mu_;
   std::shared_ptr<hsm::KeyStore> store_ ABSL_GUARDED_BY(mu_);
   bool ready_ ABSL_GUARDED_BY(mu_) = false;
-  bool reported_ ABSL_GUARDED_BY(mu_) = false;  // readiness reported at least once
+  bool reported_ ABSL_GUARDED_BY(mu_) = false;       // readiness reported at least once
+  std::string unready_reason_ ABSL_GUARDED_BY(mu_);  // last reported, while unready
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
   absl::Mutex admin_mu_;  // serializes key creation and rotation

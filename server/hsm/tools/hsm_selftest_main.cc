@@ -4,13 +4,15 @@
 //       --module=/usr/lib/softhsm/libsofthsm2.so --pin=file:/path/user.pin
 //   (one command line)
 //
-//   hosn-hsm-selftest create-key --kind=release|challenge-mac|kek
+//   hosn-hsm-selftest create-key --kind=release|challenge-mac|kek|signing
 //       --key_label=hosn-release --key_id=03 [--public_key_out=release.der]
 //       --uri=... --module=... --pin=...
 //   creates one key with the attributes hosn-keyd expects (KeyStore's
-//   GenerateReleaseKey, GenerateMacKey or GenerateKek) and keeps it; a key
-//   that already exists is reported and left alone (exit 0), so dev scripts
-//   can run it again. Used by deploy/dev-token.sh and deploy/config/dev-keyd.sh.
+//   GenerateReleaseKey, GenerateMacKey, GenerateKek or, for signing, an EC
+//   P-256 GenerateSigningKey) and keeps it; a key that already exists is
+//   reported and left alone (exit 0), so dev scripts can run it again. Used by
+//   deploy/dev-token.sh, deploy/config/dev-keyd.sh and the signing-key
+//   rotation procedure (docs/daemon.md).
 //
 // Without a subcommand: generates two KEKs, a DEK wrapped under the first, rewraps it under the
 // second and checks that both unwrap to the same key (by check value),
@@ -44,11 +46,11 @@ ABSL_FLAG(std::string, label_prefix, "hosn-selftest", "Prefix of the labels of c
 ABSL_FLAG(std::string, out_dir, "",
           "If set, write pub.der, message.txt and signature.der here for an external check");
 ABSL_FLAG(bool, keep, false, "Keep the created keys on the token");
-ABSL_FLAG(std::string, kind, "", "create-key: release, challenge-mac or kek");
+ABSL_FLAG(std::string, kind, "", "create-key: release, challenge-mac, kek or signing");
 ABSL_FLAG(std::string, key_label, "", "create-key: CKA_LABEL of the new key");
 ABSL_FLAG(std::string, key_id, "", "create-key: CKA_ID of the new key (bytes as given)");
 ABSL_FLAG(std::string, public_key_out, "",
-          "create-key --kind=release: write the public key (DER SPKI) here");
+          "create-key --kind=release|signing: write the public key (DER SPKI) here");
 
 namespace {
 
@@ -97,10 +99,14 @@ absl::Status CreateKey() {
   if (label.empty()) return absl::InvalidArgumentError("--key_label is required");
   HOSN_ASSIGN_OR_RETURN(std::unique_ptr<KeyStore> store, OpenStore());
   absl::StatusOr<KeyRef> key = absl::InvalidArgumentError(
-      absl::StrCat("--kind must be release, challenge-mac or kek, not '", kind, "'"));
+      absl::StrCat("--kind must be release, challenge-mac, kek or signing, not '", kind, "'"));
   if (kind == "release") key = store->GenerateReleaseKey(label, id);
   if (kind == "challenge-mac") key = store->GenerateMacKey(label, id);
   if (kind == "kek") key = store->GenerateKek(label, id);
+  if (kind == "signing") {
+    absl::StatusOr<SigningKey> pair = store->GenerateSigningKey("ec-p256", label, id);
+    key = pair.ok() ? absl::StatusOr<KeyRef>(pair->private_key) : pair.status();
+  }
   if (absl::IsAlreadyExists(key.status())) {
     Step(absl::StrCat(kind, " key '", label, "' exists already; left as it is"));
   } else if (!key.ok()) {
@@ -109,8 +115,11 @@ absl::Status CreateKey() {
     Step(absl::StrCat("created ", kind, " key '", label, "'"));
   }
   const std::string out = absl::GetFlag(FLAGS_public_key_out);
-  if (kind == "release" && !out.empty()) {
-    HOSN_ASSIGN_OR_RETURN(std::string spki, store->ExportPublicKey(KeyRef::ReleaseKey(label, id)));
+  if ((kind == "release" || kind == "signing") && !out.empty()) {
+    const KeyRef pair = kind == "release" ? KeyRef::ReleaseKey(label, id)
+                                          : KeyRef{hosn::hsm::KeyClass::kPrivateKey,
+                                                   hosn::hsm::KeyType::kEc, label, id};
+    HOSN_ASSIGN_OR_RETURN(std::string spki, store->ExportPublicKey(pair));
     HOSN_RETURN_IF_ERROR(WriteFile(out, spki));
     Step(absl::StrCat("wrote its public key to ", out));
   }

@@ -58,6 +58,24 @@ TEST_F(HosnctlKeydTest, PacksAndSignsThroughDaemon) {
   }
 }
 
+// --signer-label names the daemon's signing key: a configured label signs, one the daemon does
+// not have is refused (exit 6, INVALID_ARGUMENT naming the label) and no bundle is written.
+TEST_F(HosnctlKeydTest, SignerLabelNamesTheKey) {
+  ASSERT_EQ(PackThroughKeyd("signer", dir_.Join("named"), Address(), "--signer-label hosn-signer"),
+            0)
+      << Err();
+  EXPECT_EQ(
+      Sh(absl::StrCat("openssl cms -verify -binary -inform DER -in ", dir_.Join("named"),
+                      "/manifest.json.p7s -content ", dir_.Join("named"), "/manifest.json -CAfile ",
+                      pki_, "/ca.pem -purpose any -out /dev/null", " 2>/dev/null")),
+      0);
+  const std::string out = dir_.Join("unknown");
+  EXPECT_EQ(PackThroughKeyd("signer", out, Address(), "--signer-label hosn-signer-9"), 6);
+  EXPECT_THAT(Err(), HasSubstr("INVALID_ARGUMENT: key_label: signing key hosn-signer-9 is not "
+                               "configured"));
+  EXPECT_TRUE(NothingLeftBehind(out));
+}
+
 // A client certificate with role node (hosn://node/a) is refused by the
 // daemon: exit 5, the error names the daemon and PERMISSION_DENIED, and no
 // bundle is written.

@@ -109,17 +109,17 @@ class KeydFixture : public ::testing::Test {
 
   std::string Address() const { return absl::StrCat("127.0.0.1:", keyd_->grpc_port()); }
 
-  // hosnctl bundle pack --keyd ... as `client` (a dev-pki.sh name); stdout
-  // and stderr to out.txt and err.txt.
-  int PackThroughKeyd(const std::string& client, const std::string& out,
-                      const std::string& address) {
+  // hosnctl bundle pack --keyd ... as `client` (a dev-pki.sh name), with
+  // `flags` appended; stdout and stderr to out.txt and err.txt.
+  int PackThroughKeyd(const std::string& client, const std::string& out, const std::string& address,
+                      const std::string& flags = "") {
     return Sh(absl::StrCat(
         BinaryPath("client/ctl/hosnctl"), " bundle pack --model ", dir_.Join("model"), " --out ",
         out, " --name embeddings --version 0.2.0 --dek file:", dir_.Join("dek.hex"),
         " --wrapped-dek ", dir_.Join("dek.wrapped"), " --kek-label hosn-kek --keyd ", address,
         " --tls-cert ", pki_, "/", client, ".pem --tls-key file:", pki_, "/", client,
-        ".key --tls-ca ", pki_, "/ca.pem --keyd-timeout 10 >", dir_.Join("out.txt"), " 2>",
-        dir_.Join("err.txt")));
+        ".key --tls-ca ", pki_, "/ca.pem --keyd-timeout 10 ", flags, " >", dir_.Join("out.txt"),
+        " 2>", dir_.Join("err.txt")));
   }
 
   std::string Err() { return ReadFileOrDie(dir_.Join("err.txt")); }

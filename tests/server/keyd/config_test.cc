@@ -68,6 +68,94 @@ TEST(Config, SigningKeyNeedsChain) {
                                                  HasSubstr("signing_certificate_chain_path")));
 }
 
+// kMinimal with `hsm_fields` added to its hsm section.
+std::string WithHsm(const std::string& hsm_fields) {
+  std::string text = kMinimal;
+  text.replace(text.find("pin_reference"), 0, hsm_fields + " ");
+  return text;
+}
+
+// Several signing keys: the single fields stay the default key, signing_keys
+// adds more, and the default may be named by label alone.
+TEST(Config, SeveralSigningKeys) {
+  HOSN_ASSERT_OK_AND_ASSIGN(
+      auto config,
+      ParseConfig(WithHsm(R"(signing_key_label: "b" signing_certificate_chain_path: "b.pem"
+        signing_keys { label: "a" certificate_chain_path: "a.pem" })"),
+                  false));
+  auto keys = ConfiguredSigningKeys(config.hsm());
+  ASSERT_EQ(keys.size(), 2u);
+  EXPECT_EQ(keys[0].label(), "b");
+  EXPECT_EQ(keys[0].certificate_chain_path(), "b.pem");
+  EXPECT_EQ(keys[1].label(), "a");
+
+  // The default named by label takes its chain from its entry, and so do
+  // the audit checkpoint defaults.
+  std::string by_label = WithHsm(R"(signing_key_label: "b"
+        signing_keys { label: "a" certificate_chain_path: "a.pem" }
+        signing_keys { label: "b" certificate_chain_path: "b.pem" })");
+  by_label.replace(
+      by_label.find("checkpoint_key_label"),
+      by_label.find('}', by_label.find("audit")) - by_label.find("checkpoint_key_label"), "");
+  HOSN_ASSERT_OK_AND_ASSIGN(config, ParseConfig(by_label, false));
+  EXPECT_EQ(config.hsm().signing_certificate_chain_path(), "b.pem");
+  EXPECT_EQ(config.audit().checkpoint_key_label(), "b");
+  EXPECT_EQ(config.audit().checkpoint_certificate_chain_path(), "b.pem");
+  keys = ConfiguredSigningKeys(config.hsm());
+  ASSERT_EQ(keys.size(), 2u);
+  EXPECT_EQ(keys[0].label(), "b");
+  EXPECT_EQ(keys[1].label(), "a");
+
+  // A lone entry is the default.
+  HOSN_ASSERT_OK_AND_ASSIGN(
+      config, ParseConfig(WithHsm(R"(signing_keys { label: "a" certificate_chain_path: "a.pem" })"),
+                          false));
+  EXPECT_EQ(config.hsm().signing_key_label(), "a");
+  EXPECT_EQ(config.hsm().signing_certificate_chain_path(), "a.pem");
+
+  // No signing key at all is still valid (signing RPCs answer FAILED_PRECONDITION).
+  HOSN_ASSERT_OK_AND_ASSIGN(config, ParseConfig(kMinimal, false));
+  EXPECT_TRUE(ConfiguredSigningKeys(config.hsm()).empty());
+}
+
+// Ambiguous or contradictory signing keys are refused, naming the field.
+TEST(Config, AmbiguousSigningKeysAreRefused) {
+  const auto refused = [](const std::string& fields, const std::string& field) {
+    EXPECT_THAT(ParseConfig(WithHsm(fields), false),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(field)))
+        << fields;
+  };
+  // Several keys and no default.
+  refused(R"(signing_keys { label: "a" certificate_chain_path: "a.pem" }
+             signing_keys { label: "b" certificate_chain_path: "b.pem" })",
+          "config hsm.signing_key_label: missing");
+  // A default label that is neither given a chain nor listed.
+  refused(R"(signing_key_label: "c" signing_keys { label: "a" certificate_chain_path: "a.pem" })",
+          "config hsm.signing_certificate_chain_path: required");
+  // A chain without a label.
+  refused(R"(signing_certificate_chain_path: "a.pem")",
+          "config hsm.signing_certificate_chain_path: set without");
+  // One label, two chains.
+  refused(R"(signing_key_label: "a" signing_certificate_chain_path: "a.pem"
+             signing_keys { label: "a" certificate_chain_path: "other.pem" })",
+          "config hsm.signing_keys[0].certificate_chain_path: contradicts");
+  refused(R"(signing_key_label: "a" signing_certificate_chain_path: "a.pem"
+             signing_keys { label: "b" certificate_chain_path: "b.pem" }
+             signing_keys { label: "b" certificate_chain_path: "b.pem" })",
+          "config hsm.signing_keys[1].label: b listed twice");
+  refused(R"(signing_key_label: "a" signing_certificate_chain_path: "a.pem"
+             signing_keys { certificate_chain_path: "b.pem" })",
+          "config hsm.signing_keys[0].label: missing");
+  refused(R"(signing_key_label: "a" signing_certificate_chain_path: "a.pem"
+             signing_keys { label: "b" })",
+          "config hsm.signing_keys[0].certificate_chain_path: missing");
+  // The same key listed again with the same chain is redundant, not contradictory.
+  HOSN_EXPECT_OK(
+      ParseConfig(WithHsm(R"(signing_key_label: "a" signing_certificate_chain_path: "a.pem"
+             signing_keys { label: "a" certificate_chain_path: "a.pem" })"),
+                  false));
+}
+
 // The audit log is required; its checkpoint key defaults to the signing key.
 TEST(Config, AuditIsRequiredAndDefaultsToTheSigningKey) {
   std::string no_audit = kMinimal;

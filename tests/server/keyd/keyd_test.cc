@@ -108,18 +108,49 @@ hsm {
                                         token_->pin_reference(), R"("
   pool_size: 4
   kek_label: "hosn-kek"
-  signing_key_label: "hosn-signer"
-  signing_certificate_chain_path: ")",
-                                        pki_.Cert("hsm-signer"), R"("
+  )",
+                                        SigningFields(), R"(
   health_check_interval_seconds: 1
 }
 metrics { listen_address: "127.0.0.1:0" }
 logging { level: "info" format: "json" }
 audit { directory: ")",
-                                        dir_.Join("audit"), R"(" checkpoint_interval: 50 }
+                                        dir_.Join("audit"), R"(" checkpoint_interval: 50 )",
+                                        audit_fields_, R"( }
 )",
                                         extra);
     return path;
+  }
+
+  // The signing key fields of the hsm section: signing_fields_, or key A
+  // ("hosn-signer") with its dev-CA certificate.
+  std::string SigningFields() const {
+    if (!signing_fields_.empty()) return signing_fields_;
+    return absl::StrCat("signing_key_label: \"hosn-signer\" signing_certificate_chain_path: \"",
+                        pki_.Cert("hsm-signer"), "\"");
+  }
+
+  // The rotation procedure's first two steps (docs/daemon.md, "Signing
+  // keys"): a new EC P-256 signing key `label` made in the HSM by
+  // hosn-hsm-selftest, and its certificate <pki>/<label>.pem issued by the
+  // dev CA for the public key the HSM exported.
+  void CreateCertifiedSigningKey(const std::string& label) {
+    const std::string der = dir_.Join(label + ".der");
+    HOSN_ASSERT_OK(
+        RunCommand(absl::StrCat(hosn::testing::BinaryPath("server/hsm/tools/hosn-hsm-selftest"),
+                                " create-key --kind=signing --key_label=", label,
+                                " --key_id=", label, " --uri=pkcs11:token=", token_->label(),
+                                " --module=", SoftHsmToken::kModulePath,
+                                " --pin=", token_->pin_reference(), " --public_key_out=", der))
+            .status());
+    HOSN_ASSERT_OK(RunCommand(absl::StrCat("openssl pkey -pubin -inform DER -in ", der, " -out ",
+                                           dir_.Join(label + ".pub.pem")))
+                       .status());
+    HOSN_ASSERT_OK(
+        RunCommand(absl::StrCat("bash ", hosn::testing::SourcePath("deploy/pki/dev-pki.sh"), " ",
+                                pki_.dir(), " --hsm-signer ", dir_.Join(label + ".pub.pem"), " ",
+                                label))
+            .status());
   }
 
   std::unique_ptr<KeydProcess> StartKeyd(const std::string& config) {
@@ -170,6 +201,8 @@ audit { directory: ")",
   ScopedTempDir dir_;
   DevPki pki_;
   std::unique_ptr<SoftHsmToken> token_;
+  std::string signing_fields_;  // see SigningFields()
+  std::string audit_fields_;    // added to the audit section
 };
 
 // Signs the CMS attributes of a manifest in the HSM; the signature verifies
@@ -226,8 +259,8 @@ TEST_F(KeydTest, RawSigningRefused) {
 // builds the signed attributes, the daemon checks and signs them.
 class DaemonSigner : public bundle::ManifestSigner {
  public:
-  DaemonSigner(v1::SigningService::Stub* stub, std::string chain_pem)
-      : stub_(stub), chain_pem_(std::move(chain_pem)) {}
+  DaemonSigner(v1::SigningService::Stub* stub, std::string chain_pem, std::string key_label = "")
+      : stub_(stub), chain_pem_(std::move(chain_pem)), key_label_(std::move(key_label)) {}
   bundle::SignatureAlgorithm algorithm() const override {
     return bundle::SignatureAlgorithm::kEcdsaSha256;
   }
@@ -239,6 +272,7 @@ class DaemonSigner : public bundle::ManifestSigner {
     v1::SignManifestRequest request;
     request.set_manifest(std::string(manifest));
     request.set_cms_signed_attributes(std::string(message));
+    request.set_key_label(key_label_);
     v1::SignManifestResponse response;
     grpc::Status status = stub_->SignManifest(&context, request, &response);
     if (!status.ok())
@@ -250,6 +284,7 @@ class DaemonSigner : public bundle::ManifestSigner {
  private:
   v1::SigningService::Stub* const stub_;
   const std::string chain_pem_;
+  const std::string key_label_;
 };
 
 std::string DerToPem(const std::string& der) {
@@ -311,6 +346,203 @@ TEST_F(KeydTest, CmsAttributesForAnotherManifestAreRefused) {
   Deadline(&context2);
   EXPECT_EQ(stub->SignManifest(&context2, request, &response).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// hosnctl's flow with the key `key_label` (empty: the default): the chain
+// from GetSigningCertificates, a detached CMS built by common/bundle and
+// signed through the daemon. Sets *signed_by to the label the daemon used.
+absl::StatusOr<std::string> CmsThroughDaemon(v1::SigningService::Stub& stub,
+                                             const std::string& manifest,
+                                             const std::string& key_label, std::string* signed_by) {
+  grpc::ClientContext context;
+  Deadline(&context);
+  v1::GetSigningCertificatesRequest request;
+  request.set_key_label(key_label);
+  v1::GetSigningCertificatesResponse certificates;
+  grpc::Status status = stub.GetSigningCertificates(&context, request, &certificates);
+  if (!status.ok()) return absl::InternalError(status.error_message());
+  if (certificates.certificate_chain_size() != 1) return absl::InternalError("want one cert");
+  *signed_by = certificates.key_label();
+  DaemonSigner signer(&stub, DerToPem(certificates.certificate_chain(0)), key_label);
+  return bundle::SignManifest(manifest, signer);
+}
+
+// SHA-256 fingerprint of a PEM certificate file, through the openssl CLI.
+std::string Fingerprint(const std::string& pem_path) {
+  absl::StatusOr<std::string> out =
+      RunCommand(absl::StrCat("openssl x509 -noout -fingerprint -sha256 -in ", pem_path));
+  return out.ok() ? *out : "unreadable " + pem_path;
+}
+
+// The signing-key rotation of docs/daemon.md on a real daemon: key A signs;
+// key B is made in the HSM, certified by the CA and configured as the default
+// with A kept; after a restart B signs by default, A can still be named, an
+// unconfigured label is refused, and the signatures of both verify with
+// `openssl cms -verify` and common/bundle against the pinned CA.
+TEST_F(KeydTest, SigningKeyRotationKeepsOldSignaturesVerifying) {
+  const std::string manifest = R"({"format_version":1,"model":{"name":"m","version":"1"}})";
+  std::string signed_by;
+
+  // 1. Before: key A ("hosn-signer") is the only, default, key.
+  std::string cms_a;
+  {
+    auto keyd = StartKeyd(WriteConfig("hosn-keyd"));
+    ASSERT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(10))) << keyd->Log();
+    auto stub = v1::SigningService::NewStub(pki_.Channel(keyd->grpc_port(), "signer"));
+    HOSN_ASSERT_OK_AND_ASSIGN(cms_a, CmsThroughDaemon(*stub, manifest, "", &signed_by));
+    EXPECT_EQ(signed_by, "hosn-signer");
+    HOSN_ASSERT_OK_AND_ASSIGN(int code, keyd->Stop(SIGTERM, absl::Seconds(20)));
+    ASSERT_EQ(code, 0) << keyd->Log();
+  }
+
+  // 2. Rotation: key B in the HSM, its certificate, B the default, A kept,
+  // and audit checkpoints still signed by A (one chain verifies the log).
+  ASSERT_NO_FATAL_FAILURE(CreateCertifiedSigningKey("hosn-signer-2"));
+  audit_fields_ =
+      absl::StrCat(R"(checkpoint_key_label: "hosn-signer" checkpoint_certificate_chain_path: ")",
+                   pki_.Cert("hsm-signer"), R"(")");
+  signing_fields_ = absl::StrCat(R"(signing_key_label: "hosn-signer-2"
+  signing_certificate_chain_path: ")",
+                                 pki_.Cert("hosn-signer-2"), R"("
+  signing_keys { label: "hosn-signer" certificate_chain_path: ")",
+                                 pki_.Cert("hsm-signer"), R"(" })");
+  auto keyd = StartKeyd(WriteConfig("hosn-keyd"));
+  ASSERT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(10))) << keyd->Log();
+  auto stub = v1::SigningService::NewStub(pki_.Channel(keyd->grpc_port(), "signer"));
+
+  // 3. After: B signs by default, A when named.
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string cms_b, CmsThroughDaemon(*stub, manifest, "", &signed_by));
+  EXPECT_EQ(signed_by, "hosn-signer-2");
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string cms_a_named,
+                            CmsThroughDaemon(*stub, manifest, "hosn-signer", &signed_by));
+  EXPECT_EQ(signed_by, "hosn-signer");
+
+  // 4. A label that is not configured is refused by all three signing RPCs,
+  // even though the key exists on the token ("hosn-kek" is a KEK).
+  for (const std::string label : {"hosn-signer-3", "hosn-kek"}) {
+    v1::SignManifestRequest sign;
+    sign.set_manifest(manifest);
+    sign.set_key_label(label);
+    sign.set_cms_signed_attributes(hosn::testing::CmsAttributesFor(
+        manifest, hosn::testing::ReadTestFile(pki_.Cert("hsm-signer"))));
+    v1::SignManifestResponse signed_response;
+    grpc::ClientContext c1;
+    Deadline(&c1);
+    grpc::Status status = stub->SignManifest(&c1, sign, &signed_response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(status.error_message(),
+              absl::StrCat("key_label: signing key ", label, " is not configured"));
+    EXPECT_TRUE(signed_response.signature().empty());
+    v1::GetSigningCertificatesRequest get;
+    get.set_key_label(label);
+    v1::GetSigningCertificatesResponse certificates;
+    grpc::ClientContext c2;
+    Deadline(&c2);
+    EXPECT_EQ(stub->GetSigningCertificates(&c2, get, &certificates).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+    v1::SignStatementRequest statement;
+    statement.set_payload_type("application/vnd.in-toto+json");
+    statement.set_payload("{}");
+    statement.set_key_label(label);
+    v1::SignStatementResponse statement_response;
+    grpc::ClientContext c3;
+    Deadline(&c3);
+    status = stub->SignStatement(&c3, statement, &statement_response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("key_label"));
+  }
+
+  // 5. Every signature verifies against the CA, with our verifier and with
+  // openssl cms, and each names the certificate of the key that made it.
+  bundle::TrustOptions trust;
+  trust.ca_bundle_pem = hosn::testing::ReadTestFile(pki_.Cert("ca"));
+  const std::string manifest_path = dir_.Join("manifest.json");
+  std::ofstream(manifest_path, std::ios::binary) << manifest;
+  const struct {
+    std::string name;
+    const std::string& cms;
+    std::string certificate;
+  } signatures[] = {{"a", cms_a, pki_.Cert("hsm-signer")},
+                    {"b", cms_b, pki_.Cert("hosn-signer-2")},
+                    {"a-named", cms_a_named, pki_.Cert("hsm-signer")}};
+  for (const auto& signature : signatures) {
+    SCOPED_TRACE(signature.name);
+    HOSN_EXPECT_OK(bundle::VerifyManifestSignature(manifest, signature.cms, trust));
+    EXPECT_FALSE(bundle::VerifyManifestSignature(manifest + " ", signature.cms, trust).ok());
+    const std::string cms_path = dir_.Join("manifest." + signature.name + ".sig");
+    std::ofstream(cms_path, std::ios::binary) << signature.cms;
+    const std::string signer_path = dir_.Join("signer." + signature.name + ".pem");
+    HOSN_EXPECT_OK(
+        RunCommand(absl::StrCat("openssl cms -verify -binary -inform DER -in ", cms_path,
+                                " -content ", manifest_path, " -CAfile ", pki_.Cert("ca"),
+                                " -purpose any -signer ", signer_path, " -out /dev/null 2>&1"))
+            .status());
+    EXPECT_EQ(Fingerprint(signer_path), Fingerprint(signature.certificate));
+  }
+  EXPECT_NE(Fingerprint(pki_.Cert("hsm-signer")), Fingerprint(pki_.Cert("hosn-signer-2")));
+  // 6. The audit log across the rotation verifies with A's chain: the
+  // checkpoint key stayed A, as the procedure pins it.
+  HOSN_ASSERT_OK_AND_ASSIGN(int code, keyd->Stop(SIGTERM, absl::Seconds(20)));
+  EXPECT_EQ(code, 0) << keyd->Log();
+  const auto audit_verify = [&](const std::string& chain) {
+    return RunCommand(absl::StrCat(hosn::testing::BinaryPath("client/ctl/hosnctl"),
+                                   " audit verify --log ", dir_.Join("audit"), " --ca ",
+                                   pki_.Cert("ca"), " --signer-chain ", chain,
+                                   " --checkpoint-interval 50 2>&1"))
+        .status();
+  };
+  HOSN_EXPECT_OK(audit_verify(pki_.Cert("hsm-signer")));
+  EXPECT_FALSE(audit_verify(pki_.Cert("hosn-signer-2")).ok());
+  // openssl cms refuses the same signature over other bytes.
+  std::ofstream(dir_.Join("other.json"), std::ios::binary) << manifest << " ";
+  EXPECT_FALSE(
+      RunCommand(absl::StrCat("openssl cms -verify -binary -inform DER -in ",
+                              dir_.Join("manifest.b.sig"), " -content ", dir_.Join("other.json"),
+                              " -CAfile ", pki_.Cert("ca"), " -purpose any -out /dev/null 2>&1"))
+          .ok());
+}
+
+// A configured signing key whose certificate holds another public key, or
+// that is missing from the token, stops the daemon at start (exit 78) with
+// an error naming the key.
+TEST_F(KeydTest, SigningCertificateOfAnotherKeyStopsTheDaemon) {
+  ASSERT_NO_FATAL_FAILURE(CreateCertifiedSigningKey("hosn-signer-2"));
+  const struct {
+    std::string fields;
+    std::string error;
+  } cases[] = {
+      // B listed with A's certificate.
+      {absl::StrCat(SigningFields(),
+                    R"( signing_keys { label: "hosn-signer-2" certificate_chain_path: ")",
+                    pki_.Cert("hsm-signer"), R"(" })"),
+       "signing key hosn-signer-2: certificate does not match the hsm key's public key"},
+      // The default key with a certificate of a software key.
+      {absl::StrCat(R"(signing_key_label: "hosn-signer" signing_certificate_chain_path: ")",
+                    pki_.Cert("signer"), R"(")"),
+       "signing key hosn-signer: certificate does not match the hsm key's public key"},
+      // A key that is not on the token.
+      {absl::StrCat(SigningFields(),
+                    R"( signing_keys { label: "hosn-signer-9" certificate_chain_path: ")",
+                    pki_.Cert("hosn-signer-2"), R"(" })"),
+       "signing key hosn-signer-9: no such ec key pair on the token"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.error);
+    signing_fields_ = c.fields;
+    KeydProcess keyd(WriteConfig("hosn-keyd"), dir_.path());
+    HOSN_ASSERT_OK_AND_ASSIGN(int code, keyd.WaitExit(absl::Seconds(20)));
+    EXPECT_EQ(code, 78) << keyd.Log();
+    EXPECT_THAT(keyd.Log(), HasSubstr("\"event\":\"hsm_config_invalid\""));
+    EXPECT_THAT(keyd.Log(), HasSubstr(c.error));
+  }
+  // The same keys with their own certificates start.
+  signing_fields_ =
+      absl::StrCat("signing_key_label: \"hosn-signer\" signing_certificate_chain_path: \"",
+                   pki_.Cert("hsm-signer"),
+                   "\" signing_keys { label: \"hosn-signer-2\" certificate_chain_path: \"",
+                   pki_.Cert("hosn-signer-2"), "\" }");
+  auto keyd = StartKeyd(WriteConfig("hosn-keyd"));
+  EXPECT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(10))) << keyd->Log();
 }
 
 // Operators create, rotate and list KEKs and create wrapped model keys.
@@ -521,13 +753,28 @@ TEST_F(KeydTest, ReloadsCertificatesOnSighupWithoutRestart) {
 }
 
 // Readiness is false while the token is missing and turns true when it appears, without restart.
+// The late token gets the start-up check of the signing key when it appears: serving only once
+// its key pair is the one the configured certificate holds.
 TEST_F(KeydTest, HealthFollowsTokenAndRecovers) {
+  // The signing key of the late token is imported from a software key, so its
+  // certificate exists before the token does.
+  signing_fields_ =
+      absl::StrCat(R"(signing_key_label: "hosn-signer" signing_certificate_chain_path: ")",
+                   pki_.Cert("signer"), R"(")");
   auto keyd = StartKeyd(WriteConfig("late-token"));
   EXPECT_EQ(Health(*keyd), kHealthNotServing);
   v1::SignManifestResponse response;
   EXPECT_EQ(Sign(*keyd, "{}", &response).error_code(), grpc::StatusCode::UNAVAILABLE);
 
+  // A token without the signing key keeps the daemon unready.
   HOSN_ASSERT_OK(token_->AddToken("late-token").status());
+  EXPECT_FALSE(WaitHealth(*keyd, kHealthServing, absl::Seconds(3)));
+  EXPECT_THAT(keyd->Log(), HasSubstr("signing key hosn-signer: no such ec key pair on the token"));
+
+  HOSN_ASSERT_OK(RunCommand(absl::StrCat("softhsm2-util --import ", pki_.Key("signer"),
+                                         " --token late-token --label hosn-signer --id 02 --pin ",
+                                         SoftHsmToken::kUserPin, " >/dev/null"))
+                     .status());
   EXPECT_TRUE(WaitHealth(*keyd, kHealthServing, absl::Seconds(15))) << keyd->Log();
   EXPECT_THAT(keyd->Log(), HasSubstr("\"event\":\"hsm_ready\""));
 }
