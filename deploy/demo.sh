@@ -13,7 +13,9 @@
 #      OpenAI-compatible embeddings server (deploy/demo/embeddings-server);
 #      a real POST /v1/embeddings answer is printed;
 #   7. a tampered shard byte, then a changed PCR, each refused with the engine
-#      never started and nothing decrypted;
+#      never started and no plaintext left (a changed PCR gets no key at all;
+#      a tampered shard fails its GCM tag while decrypting, and everything
+#      written is removed);
 #   8. the boot-to-serving breakdown.
 # Everything listens on 127.0.0.1 only; everything it makes is removed at exit.
 set -euo pipefail
@@ -135,12 +137,18 @@ step "7b. A changed PCR is refused"
 tpm2_pcrextend -T "$TCTI" "7:sha256=$(printf 'demo: unsigned bootloader' | sha256sum | cut -d' ' -f1)"
 echo "PCR 7 extended on the node's TPM"
 refuse "changed PCR 7" 12 "$work/bundle"
+# The node is told only "denied"; the operator reads the reason in the audit log.
+last_release="$(cat "$keyd"/audit/audit-*.jsonl | grep '"key.release"' | tail -n 1)"
+node -e '
+  const e = JSON.parse(process.argv[1]);
+  console.log(`hosn-keyd audit entry ${e.sequence}: key.release ${e.outcome} for ${e.actor}: ${e.reason}`);' \
+  "$last_release"
 
 step "8. Boot to serving (this run)"
 node -e '
   const t = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
   const rows = [["attest (challenge + quote)", t.attest_ms], ["release (HSM re-wrap + open)", t.release_ms],
-                ["verify (signature + every file)", t.verify_ms], ["decrypt into tmpfs", t.decrypt_ms],
+                ["verify (signature, file set, sizes, headers)", t.verify_ms], ["decrypt into tmpfs", t.decrypt_ms],
                 ["engine start (model load to first answer)", +process.argv[2]]];
   for (const [name, ms] of rows) console.log(`  ${name.padEnd(44)} ${ms.toFixed(0).padStart(6)} ms`);
   console.log(`  ${"total, agent start to serving".padEnd(44)} ${process.argv[3].padStart(6)} ms`);

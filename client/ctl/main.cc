@@ -25,8 +25,17 @@ int main(int argc, char** argv) {
     return hosn::ctl::RunLineageCommand(args, stdout, stderr);
   }
   if (args.empty() || args[0] != "bundle") {
-    std::fprintf(stderr, "usage: hosnctl bundle pack|verify|inspect|decrypt ...\n");
-    return hosn::ctl::kExitUsage;
+    const bool asked =
+        !args.empty() && (args[0] == "--help" || args[0] == "-h" || args[0] == "help");
+    std::fprintf(
+        asked ? stdout : stderr,
+        "usage: hosnctl COMMAND ...\n"
+        "  bundle pack|verify|inspect|decrypt   model bundles (docs/bundle-format.md)\n"
+        "  node enroll|revoke                   the fleet (docs/agent.md)\n"
+        "  policy set                           a node class's boot policy\n"
+        "  lineage sign|verify|quote-nonce      fine-tune lineage (docs/lineage.md)\n"
+        "  audit export|verify                  the daemon's audit log (docs/audit-log.md)\n");
+    return asked ? 0 : hosn::ctl::kExitUsage;
   }
   args.erase(args.begin());
   return hosn::ctl::RunBundleCommand(args, stdout, stderr);

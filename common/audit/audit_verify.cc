@@ -106,6 +106,7 @@ VerifyReport VerifyAuditLog(const std::vector<std::string>& log_files,
   std::string replica;
   std::string previous_hash(kGenesisHash);
   uint64_t expected = 1;
+  uint64_t previous_sequence = 0;  // of the line before, 0 at the start
   for (size_t f = 0; f < log_files.size(); ++f) {
     std::string_view rest = log_files[f];
     while (!rest.empty()) {
@@ -142,15 +143,19 @@ VerifyReport VerifyAuditLog(const std::vector<std::string>& log_files,
             absl::StrCat("entry ", sequence, " appears after entry ", expected - 1));
       }
       if (record->previous_sha256() != previous_hash) {
+        // The link alone cannot tell which side changed: name both.
         add(FindingKind::kChainBroken, sequence,
-            absl::StrCat("entry ", sequence,
-                         " does not chain to the entry before it (that entry was edited, "
-                         "removed or moved)"));
+            previous_sequence == 0
+                ? absl::StrCat("entry ", sequence, " does not chain to the start of the log")
+                : absl::StrCat("entry ", sequence, " does not chain to entry ", previous_sequence,
+                               " before it: entry ", previous_sequence, " (or entry ", sequence,
+                               ") was edited, or entries between them removed or moved"));
       }
       if (auto failure = AsCheckpointFailure(*record, hash_by_sequence)) {
         failures.push_back(*std::move(failure));
       }
       previous_hash = LineHash(line);
+      previous_sequence = sequence;
       hash_by_sequence[sequence] = previous_hash;
       report.last_sequence = std::max(report.last_sequence, sequence);
       expected = std::max(expected, sequence + 1);

@@ -37,7 +37,7 @@ expect_refused() {
   if [ "$code" -ne "$want" ]; then fail "$name: exit $code, want $want"; sed 's/^/    /' "$work/agent.log"; return; fi
   if [ -e "$marker" ]; then fail "$name: the engine ran"; return; fi
   if [ -e "$target" ]; then fail "$name: $target exists"; return; fi
-  pass "$name: exit $code, engine not started, nothing decrypted"
+  pass "$name: exit $code, engine not started, no plaintext left"
 }
 
 # expect_release NAME: the agent releases and execs an engine that records the

@@ -145,9 +145,12 @@ int RunCommand(const std::vector<std::string>& args) {
       // The daemon tells a node only "denied"; the one cause the node can
       // see for itself is a missing event log, so name it.
       if (code == kExitDenied && release.event_log.empty()) {
-        Log(absl::StrCat("no event log was sent (", event_log->source,
-                         "); if this node's class requires one (policy --require-event-log), "
-                         "set --event-log / tpm.eventLogPath to a readable TCG event log"));
+        Log(
+            absl::StrCat("release denied; hosn-keyd's audit log has the reason. This node sent "
+                         "no event log (",
+                         event_log->source,
+                         "): a class whose policy requires one (--require-event-log) is denied "
+                         "for that alone; see --event-log / tpm.eventLogPath"));
       }
       return Fail(code, obtained.status());
     }
