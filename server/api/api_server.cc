@@ -34,6 +34,24 @@ namespace v1 = ::hosn::keyd::v1;
 // instead of its answer. Failed identification or authorization is audited
 // as "auth.failure" for every method. A node told PERMISSION_DENIED learns
 // only "denied": the reason goes to the audit entry and a metric label.
+// Codes that describe the daemon's own state rather than the caller's
+// request or a transient condition worth retrying.
+inline bool IsServerSideFailure(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::DATA_LOSS:
+    case grpc::StatusCode::UNKNOWN:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::UNIMPLEMENTED:
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return true;
+    default:
+      return false;
+  }
+}
+
 class RpcRunner {
  public:
   RpcRunner(ApiMetrics* metrics, AuditSink* audit, std::function<void(const RpcRecord&)> observer)
@@ -49,10 +67,12 @@ class RpcRunner {
     const absl::Time start = absl::Now();
     std::string peer_uri;
     bool authenticated = false;
+    bool caller_is_node = false;
     absl::Status status = [&]() -> absl::Status {
       absl::StatusOr<PeerIdentity> identity = PeerIdentityFromContext(*context);
       if (!identity.ok()) return identity.status();
       peer_uri = identity->uri;
+      caller_is_node = identity->role == Role::kNode;
       absl::Status allowed_status = Authorize(*identity, method, allowed);
       if (!allowed_status.ok()) return allowed_status;
       authenticated = true;
@@ -75,6 +95,11 @@ class RpcRunner {
     grpc::Status result = ToGrpcStatus(status);
     if (denial.has_value() && status.code() == absl::StatusCode::kPermissionDenied) {
       result = grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "denied");
+    } else if (caller_is_node && IsServerSideFailure(result.error_code())) {
+      // A node learns that the daemon failed, not how: the message may name
+      // stored records, policies, keys or HSM errors. The audit entry and
+      // the daemon's log keep it.
+      result = grpc::Status(result.error_code(), "failed; the reason is in hosn-keyd's audit log");
     }
     const absl::Duration latency = absl::Now() - start;
     if (metrics_ != nullptr) metrics_->RecordRpc(method, result.error_code(), latency);

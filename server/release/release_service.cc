@@ -232,7 +232,13 @@ absl::StatusOr<v1::ReleaseKeyResponse> ReleaseService::ReleaseKey(
                         ReadPolicy(*store, node->node_class()));
   if (!policy.has_value()) return Denied(DenialReason::kNoPolicy);
   audit->Add("policy_version", absl::StrCat(policy->version()));
-  HOSN_ASSIGN_OR_RETURN(attest::BootPolicy boot_policy, ToBootPolicy(*policy));
+  // A stored policy that does not convert is the daemon's fault, not the
+  // node's request.
+  absl::StatusOr<attest::BootPolicy> boot_policy = ToBootPolicy(*policy);
+  if (!boot_policy.ok()) {
+    return absl::DataLossError(absl::StrCat("policy ", node->node_class(),
+                                            ": unusable: ", boot_policy.status().message()));
+  }
 
   // 4. The quote, bound to the nonce and the ephemeral key, and the boot.
   HOSN_RETURN_IF_ERROR(CheckEphemeralKey(request.ephemeral_public_key()));
@@ -250,7 +256,7 @@ absl::StatusOr<v1::ReleaseKeyResponse> ReleaseService::ReleaseKey(
   HOSN_ASSIGN_OR_RETURN(evidence.pcr_values, PcrValuesFromRequest(request.pcr_values()));
   if (!request.event_log().empty()) evidence.event_log = AsSpan(request.event_log());
   HOSN_ASSIGN_OR_RETURN(attest::AttestationResult attested,
-                        attest::VerifyAttestation(**ak, evidence, qualifying_data, boot_policy));
+                        attest::VerifyAttestation(**ak, evidence, qualifying_data, *boot_policy));
   audit->Add("reference_set", attested.match.reference_set);
 
   // 5. The manifest: signed under the pinned CA, naming a model this class

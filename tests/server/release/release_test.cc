@@ -616,6 +616,23 @@ TEST_F(ReleaseTest, RetriedRevocationHoldsOnEveryReplica) {
   ExpectDenied("node-a", attempt.request, "node revoked", "node revoked");
 }
 
+// A failure on the daemon's side (here the HSM refusing the ECDH derive of
+// the re-wrap) reaches the node as a bare code: the message says neither the
+// PKCS#11 call nor the key; the audit entry keeps both.
+TEST_F(ReleaseTest, ServerSideFailureIsNotDescribedToTheNode) {
+  ASSERT_NO_FATAL_FAILURE(EnrollNodeA());
+  ASSERT_NO_FATAL_FAILURE(
+      StartFaultyReplica(HOSN_FAULT_PKCS11_PATH, "fn=C_DeriveKey,count=-1,rv=CKR_FUNCTION_FAILED"));
+  UseReplica(2);
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt attempt, Prepare(a_, "node-a"));
+  v1::ReleaseKeyResponse response;
+  grpc::Status status = Release("node-a", attempt.request, &response);
+  ASSERT_FALSE(status.ok());
+  EXPECT_EQ(status.error_message(), "failed; the reason is in hosn-keyd's audit log");
+  EXPECT_TRUE(response.wrapped_dek().empty());
+  EXPECT_THAT(AuditText(), ::testing::HasSubstr("C_DeriveKey"));
+}
+
 // Fleet state is only what a logged-in daemon wrote: a public data object
 // (created without the PIN, as any process reaching the module can) with a
 // node label and the daemon's application is not a node record, so node B
