@@ -15,7 +15,8 @@ namespace hosn::attest {
 
 absl::Status VerifyAkCertificate(std::span<const uint8_t> certificate_der, const TPMT_PUBLIC& ak,
                                  const std::vector<std::string>& roots,
-                                 const std::vector<std::string>& intermediates) {
+                                 const std::vector<std::string>& intermediates,
+                                 std::string_view crl_pem_bundle) {
   if (roots.empty()) return absl::InvalidArgumentError("no trusted root for ak certificates");
   absl::StatusOr<tpm::UniqueEvpPkey> ak_key = tpm::PublicKeyFromTpm(ak);
   if (!ak_key.ok()) return ak_key.status();
@@ -25,16 +26,21 @@ absl::Status VerifyAkCertificate(std::span<const uint8_t> certificate_der, const
   if (leaf == nullptr) {
     return Denied(DenialReason::kAkCertificateInvalid, "ak certificate invalid: malformed");
   }
-  std::unique_ptr<X509_STORE, X509StoreDeleter> store(X509_STORE_new());
-  std::unique_ptr<STACK_OF(X509), X509StackDeleter> chain(sk_X509_new_null());
-  if (store == nullptr || chain == nullptr) return absl::InternalError("openssl allocation failed");
+  std::vector<UniqueX509> anchors;
   for (const std::string& root : roots) {
-    UniqueX509 cert = ParsePemOrDerCertificate(root);
-    if (cert == nullptr) return absl::InvalidArgumentError("trusted root does not parse");
-    if (X509_STORE_add_cert(store.get(), cert.get()) != 1) {
-      return absl::InternalError("cannot add trusted root");
-    }
+    anchors.push_back(ParsePemOrDerCertificate(root));
+    if (anchors.back() == nullptr) return absl::InvalidArgumentError("trusted root does not parse");
   }
+  std::vector<UniqueX509Crl> crls;
+  if (!crl_pem_bundle.empty()) {
+    absl::StatusOr<std::vector<UniqueX509Crl>> parsed = ParsePemCrls(crl_pem_bundle, "ak crls");
+    if (!parsed.ok()) return parsed.status();
+    crls = *std::move(parsed);
+  }
+  absl::StatusOr<UniqueX509Store> store = NewTrustStore(anchors, crls);
+  if (!store.ok()) return store.status();
+  std::unique_ptr<STACK_OF(X509), X509StackDeleter> chain(sk_X509_new_null());
+  if (chain == nullptr) return absl::InternalError("openssl allocation failed");
   for (const std::string& intermediate : intermediates) {
     UniqueX509 cert = ParsePemOrDerCertificate(intermediate);
     if (cert == nullptr) {
@@ -45,16 +51,15 @@ absl::Status VerifyAkCertificate(std::span<const uint8_t> certificate_der, const
     (void)cert.release();  // owned by `chain`
   }
 
-  // 2. The chain.
-  // TODO(#5): no revocation check (CRL or OCSP) of the AK certificate chain.
+  // 2. The chain, and with CRLs the revocation state of each certificate.
   std::unique_ptr<X509_STORE_CTX, X509StoreCtxDeleter> ctx(X509_STORE_CTX_new());
-  if (ctx == nullptr || X509_STORE_CTX_init(ctx.get(), store.get(), leaf.get(), chain.get()) != 1) {
+  if (ctx == nullptr ||
+      X509_STORE_CTX_init(ctx.get(), store->get(), leaf.get(), chain.get()) != 1) {
     return absl::InternalError("cannot start chain verification");
   }
   if (X509_verify_cert(ctx.get()) != 1) {
-    return Denied(DenialReason::kAkCertificateInvalid,
-                  absl::StrCat("ak certificate invalid: ",
-                               X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()))));
+    return ChainDenial(ctx.get(), "ak certificate", DenialReason::kAkCertificateInvalid,
+                       DenialReason::kAkCertificateRevoked);
   }
 
   // 3. The key it certifies is this AK.

@@ -19,6 +19,7 @@ constexpr Entry kEntries[] = {
     {DenialReason::kAkNotAcceptable, "ak not acceptable"},
     {DenialReason::kAkCertificateInvalid, "ak certificate invalid"},
     {DenialReason::kAkCertificateMismatch, "ak certificate mismatch"},
+    {DenialReason::kAkCertificateRevoked, "ak certificate revoked"},
     {DenialReason::kNoSignature, "no signature"},
     {DenialReason::kMalformedSignature, "malformed signature"},
     {DenialReason::kSignatureSchemeMismatch, "signature scheme mismatch"},
@@ -50,6 +51,8 @@ constexpr Entry kEntries[] = {
     {DenialReason::kEnrollmentProofInvalid, "enrollment proof invalid"},
     {DenialReason::kEkCertificateInvalid, "ek certificate invalid"},
     {DenialReason::kEkCertificateMismatch, "ek certificate mismatch"},
+    {DenialReason::kEkCertificateRevoked, "ek certificate revoked"},
+    {DenialReason::kCrlExpired, "crl expired"},
 };
 
 }  // namespace

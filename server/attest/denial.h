@@ -22,6 +22,7 @@ enum class DenialReason {
   kAkNotAcceptable,        // "ak not acceptable": lacks restricted/sign/fixedTPM/fixedParent
   kAkCertificateInvalid,   // "ak certificate invalid": does not parse or chain to a root
   kAkCertificateMismatch,  // "ak certificate mismatch": certifies another key
+  kAkCertificateRevoked,   // "ak certificate revoked": a configured CRL lists it or its CA
   // The signature.
   kNoSignature,              // "no signature": empty or TPM_ALG_NULL
   kMalformedSignature,       // "malformed signature": tss2-mu refused it or bytes trail
@@ -60,6 +61,9 @@ enum class DenialReason {
   kEnrollmentProofInvalid,  // "enrollment proof invalid": wrong, altered or expired credential
   kEkCertificateInvalid,    // "ek certificate invalid": malformed, or fails the EK CA chain
   kEkCertificateMismatch,   // "ek certificate mismatch": ek_public is not the certified key
+  kEkCertificateRevoked,    // "ek certificate revoked": a configured CRL lists it or its CA
+  // Either certificate check.
+  kCrlExpired,  // "crl expired": a CRL of the chain is past its nextUpdate
 };
 
 // The fixed label of `reason`, as listed above.

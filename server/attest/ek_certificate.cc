@@ -2,7 +2,6 @@
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/x509v3.h>
@@ -110,31 +109,31 @@ absl::StatusOr<TPMT_PUBLIC> TemplateFor(EVP_PKEY* key) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EkCertificateVerifier>> EkCertificateVerifier::Create(
-    std::string_view ca_pem_bundle) {
-  std::unique_ptr<X509_STORE, X509StoreDeleter> store(X509_STORE_new());
-  std::unique_ptr<BIO, BioDeleter> bio(
-      BIO_new_mem_buf(ca_pem_bundle.data(), static_cast<int>(ca_pem_bundle.size())));
-  if (store == nullptr || bio == nullptr) return absl::InternalError("openssl allocation failed");
-  int count = 0;
-  while (true) {
-    UniqueX509 cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
-    if (cert == nullptr) break;
-    if (X509_STORE_add_cert(store.get(), cert.get()) != 1) {
-      return absl::InternalError("cannot add an ek ca");
-    }
-    ++count;
+    std::string_view ca_pem_bundle, std::string_view crl_pem_bundle) {
+  absl::StatusOr<std::vector<UniqueX509>> anchors =
+      ParsePemCertificates(ca_pem_bundle, "ek ca bundle");
+  if (!anchors.ok()) return anchors.status();
+  std::unique_ptr<EkCertificateVerifier> verifier(new EkCertificateVerifier(*std::move(anchors)));
+  if (absl::Status crls = verifier->ReplaceCrls(crl_pem_bundle); !crls.ok()) return crls;
+  return verifier;
+}
+
+absl::Status EkCertificateVerifier::ReplaceCrls(std::string_view crl_pem_bundle) {
+  std::vector<UniqueX509Crl> crls;
+  if (!crl_pem_bundle.empty()) {
+    absl::StatusOr<std::vector<UniqueX509Crl>> parsed =
+        ParsePemCrls(crl_pem_bundle, "ek crl bundle");
+    if (!parsed.ok()) return parsed.status();
+    crls = *std::move(parsed);
   }
-  // Stopping anywhere but at the end of the text means a certificate did not
-  // parse.
-  const unsigned long error = ERR_peek_last_error();
-  ERR_clear_error();
-  if (count == 0 || (error != 0 && ERR_GET_REASON(error) != PEM_R_NO_START_LINE)) {
-    return absl::InvalidArgumentError(count == 0 ? "ek ca bundle: no PEM certificate"
-                                                 : "ek ca bundle: a certificate is bad");
-  }
-  X509_STORE_set_flags(store.get(), X509_V_FLAG_PARTIAL_CHAIN);
-  X509_STORE_set_verify_cb(store.get(), VerifyCallback);
-  return std::unique_ptr<EkCertificateVerifier>(new EkCertificateVerifier(std::move(store)));
+  absl::StatusOr<UniqueX509Store> store = NewTrustStore(anchors_, crls);
+  if (!store.ok()) return store.status();
+  X509_STORE_set_flags(store->get(), X509_V_FLAG_PARTIAL_CHAIN);
+  X509_STORE_set_verify_cb(store->get(), VerifyCallback);
+  std::shared_ptr<X509_STORE> shared(store->release(), X509StoreDeleter());
+  absl::MutexLock lock(&mu_);
+  store_ = std::move(shared);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<CertifiedEk> EkCertificateVerifier::Verify(
@@ -143,19 +142,25 @@ absl::StatusOr<CertifiedEk> EkCertificateVerifier::Verify(
   UniqueX509 leaf = ParseDerCertificate(certificate_der);
   if (leaf == nullptr) return Invalid("malformed");
 
-  // 2. The chain, at the current time, under the callback's extension rule.
+  // 2. The chain, at the current time, under the callback's extension rule;
+  // with CRLs, the revocation state of each certificate.
+  std::shared_ptr<X509_STORE> store;
+  {
+    absl::MutexLock lock(&mu_);
+    store = store_;
+  }
   std::unique_ptr<X509_STORE_CTX, X509StoreCtxDeleter> ctx(X509_STORE_CTX_new());
-  if (ctx == nullptr || X509_STORE_CTX_init(ctx.get(), store_.get(), leaf.get(), nullptr) != 1) {
+  if (ctx == nullptr || X509_STORE_CTX_init(ctx.get(), store.get(), leaf.get(), nullptr) != 1) {
     return absl::InternalError("cannot start chain verification");
   }
   if (X509_verify_cert(ctx.get()) != 1) {
-    const int error = X509_STORE_CTX_get_error(ctx.get());
-    std::string why = X509_verify_cert_error_string(error);
-    if (error == X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION) {
+    std::string detail;
+    if (X509_STORE_CTX_get_error(ctx.get()) == X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION) {
       X509* cert = X509_STORE_CTX_get_current_cert(ctx.get());
-      if (cert != nullptr) absl::StrAppend(&why, " ", RefusedCriticalExtensions(cert));
+      if (cert != nullptr) detail = RefusedCriticalExtensions(cert);
     }
-    return Invalid(why);
+    return ChainDenial(ctx.get(), "ek certificate", DenialReason::kEkCertificateInvalid,
+                       DenialReason::kEkCertificateRevoked, detail);
   }
 
   // 3. The EK it certifies.

@@ -15,7 +15,15 @@
 //
 // The EK public area is the TCG template of the certified key (L-1 for RSA
 // 2048, L-2 for ECC P-256; common/tpm/ek_template.h), the key a TPM derives
-// for that template. Immutable after Create(); Verify may run concurrently.
+// for that template.
+//
+// Revocation: with a CRL bundle (release.ek_crl_bundle_path), every
+// certificate of the chain, the anchor included, must be covered by a current
+// CRL of its issuer (X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL). The
+// anchors are fixed at Create(); the CRLs may be replaced at any time
+// (ReplaceCrls), which is how the daemon picks up a new CRL file. Verify and
+// ReplaceCrls may run concurrently: a Verify uses the CRL set that was current
+// when it started.
 #ifndef HOSN_SERVER_ATTEST_EK_CERTIFICATE_H_
 #define HOSN_SERVER_ATTEST_EK_CERTIFICATE_H_
 
@@ -28,8 +36,12 @@
 #include <string>
 #include <string_view>
 
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "server/attest/x509_util.h"
 
 namespace hosn::attest {
@@ -44,24 +56,36 @@ struct CertifiedEk {
 
 class EkCertificateVerifier {
  public:
-  // `ca_pem_bundle`: one or more PEM certificates. InvalidArgument if it
-  // holds none or one does not parse.
+  // `ca_pem_bundle`: one or more PEM certificates; `crl_pem_bundle`: PEM
+  // CRLs, or empty for no revocation check. InvalidArgument if the CA bundle
+  // holds no certificate, or either bundle has an entry that does not parse.
   static absl::StatusOr<std::unique_ptr<EkCertificateVerifier>> Create(
-      std::string_view ca_pem_bundle);
+      std::string_view ca_pem_bundle, std::string_view crl_pem_bundle = {});
+
+  // Replaces the CRL set (empty: no revocation check from now on).
+  // InvalidArgument if an entry does not parse; the old set then stays.
+  absl::Status ReplaceCrls(std::string_view crl_pem_bundle);
 
   // Verifies `certificate_der` (one DER certificate, nothing after it).
   // Denied(kEkCertificateInvalid) with OpenSSL's reason if it does not parse,
-  // does not chain to the bundle, is expired or not yet valid, or has a
-  // critical extension refused above; Unimplemented if its key is neither RSA
-  // 2048 (exponent 65537) nor ECC P-256, the two templates whose EK the
-  // certificate alone determines; Internal if OpenSSL fails.
+  // does not chain to the bundle, is expired or not yet valid, has a critical
+  // extension refused above, or (with CRLs) a CA of its chain has no CRL in the
+  // set; Denied(kEkCertificateRevoked) if a CRL lists a certificate of the
+  // chain; Denied(kCrlExpired) if a CRL the check needs is past its
+  // nextUpdate; Unimplemented if its key is neither RSA 2048 (exponent 65537)
+  // nor ECC P-256, the two templates whose EK the certificate alone
+  // determines; Internal if OpenSSL fails.
   absl::StatusOr<CertifiedEk> Verify(std::span<const uint8_t> certificate_der) const;
 
  private:
-  explicit EkCertificateVerifier(std::unique_ptr<X509_STORE, X509StoreDeleter> store)
-      : store_(std::move(store)) {}
+  explicit EkCertificateVerifier(std::vector<UniqueX509> anchors) : anchors_(std::move(anchors)) {}
 
-  const std::unique_ptr<X509_STORE, X509StoreDeleter> store_;
+  // Constant after construction.
+  const std::vector<UniqueX509> anchors_;
+
+  mutable absl::Mutex mu_;
+  // Anchors plus the current CRLs; replaced whole, never changed in place.
+  std::shared_ptr<X509_STORE> store_ ABSL_GUARDED_BY(mu_);
 };
 
 // OK if `ek` holds the key `certified` certifies (its own template may

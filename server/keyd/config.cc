@@ -198,6 +198,9 @@ absl::Status ValidateConfig(const v1::KeydConfig& config) {
     if (release.enrollment_ttl_seconds() > 86400) {
       return Bad("release.enrollment_ttl_seconds", "at most 86400");
     }
+    if (!release.ek_crl_bundle_path().empty() && release.ek_ca_bundle_path().empty()) {
+      return Bad("release.ek_crl_bundle_path", "requires release.ek_ca_bundle_path");
+    }
   }
   const std::string& level = config.logging().level();
   if (level != "debug" && level != "info" && level != "warn" && level != "error") {

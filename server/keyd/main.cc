@@ -223,6 +223,7 @@ int Run(int argc, char** argv) {
       }
       release_options.ek_ca_pem = *std::move(ek_ca_pem);
     }
+    release_options.ek_crl_bundle_path = config.release().ek_crl_bundle_path();
     HsmBackend* hsm_backend = backend->get();
     absl::StatusOr<std::unique_ptr<release::ReleaseService>> created =
         release::ReleaseService::Create(std::move(release_options),
@@ -298,13 +299,21 @@ int Run(int argc, char** argv) {
     }
   }
 
-  // 9. Wait: SIGHUP rereads the TLS files now, SIGTERM/SIGINT shut down.
+  // 9. Wait: SIGHUP rereads the TLS files (and EK CRLs) now, SIGTERM/SIGINT shut down.
   for (;;) {
     int signal_number = 0;
     if (sigwait(&signals, &signal_number) != 0) return kExitSoftware;
     if (signal_number == SIGHUP) {
       Log(LogLevel::kInfo, "sighup");
       (void)(*watcher)->CheckNow();  // the callback logs the outcome
+      if (release_service != nullptr && !config.release().ek_crl_bundle_path().empty()) {
+        const absl::Status crls = release_service->ReloadEkCrls();
+        if (crls.ok()) {
+          Log(LogLevel::kInfo, "ek_crls_loaded");
+        } else {
+          Log(LogLevel::kError, "ek_crls_refused", {{"error", StatusText(crls)}});
+        }
+      }
       continue;
     }
     Log(LogLevel::kInfo, "stopping", {{"signal", absl::StrCat(signal_number)}});

@@ -5,11 +5,15 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <functional>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/file_util.h"
 #include "common/base/hex.h"
 #include "common/base/secret_bytes.h"
 #include "common/base/status_macros.h"
@@ -72,6 +76,7 @@ struct EnrollmentKeys {
 template <typename Request>
 absl::StatusOr<EnrollmentKeys> ParseEnrollmentKeys(const Request& request,
                                                    const attest::EkCertificateVerifier* ek_ca,
+                                                   const std::function<absl::Status()>& crls,
                                                    api::AuditNote* audit) {
   HOSN_RETURN_IF_ERROR(CheckFleetName("node_id", request.node_id()));
   HOSN_RETURN_IF_ERROR(CheckFleetName("node_class", request.node_class()));
@@ -95,6 +100,7 @@ absl::StatusOr<EnrollmentKeys> ParseEnrollmentKeys(const Request& request,
       return absl::FailedPreconditionError(
           "ek_certificate: no EK CA bundle configured (release.ek_ca_bundle_path)");
     }
+    HOSN_RETURN_IF_ERROR(crls());
     HOSN_ASSIGN_OR_RETURN(certified, ek_ca->Verify(AsSpan(ek_certificate)));
     audit->Add("ek_certificate_issuer", certified->issuer);
   }
@@ -148,9 +154,42 @@ absl::StatusOr<std::unique_ptr<ReleaseService>> ReleaseService::Create(
           absl::StrCat("release: ek CA bundle: ", created.status().message()));
     }
     ek_ca = *std::move(created);
+  } else if (!options.ek_crl_bundle_path.empty()) {
+    return absl::InvalidArgumentError("release: ek_crl_bundle_path needs ek_ca_bundle_path");
   }
-  return std::unique_ptr<ReleaseService>(
+  std::unique_ptr<ReleaseService> service(
       new ReleaseService(std::move(options), std::move(store), std::move(ek_ca)));
+  if (absl::Status crls = service->RefreshEkCrls(/*force=*/true); !crls.ok()) {
+    return absl::InvalidArgumentError(crls.message());
+  }
+  return service;
+}
+
+absl::Status ReleaseService::ReloadEkCrls() { return RefreshEkCrls(/*force=*/true); }
+
+absl::Status ReleaseService::RefreshEkCrls(bool force) {
+  const std::string& path = options_.ek_crl_bundle_path;
+  if (path.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&crl_mu_);
+  auto refused = [&](const absl::Status& why) {
+    // Fail closed: a CRL file that changed but cannot be used refuses every
+    // EK certificate until it is fixed, rather than trusting the old set.
+    crl_stamp_.clear();
+    crl_usable_ = false;
+    return absl::FailedPreconditionError(
+        absl::StrCat("release.ek_crl_bundle_path: ", why.message()));
+  };
+  struct stat info = {};
+  if (stat(path.c_str(), &info) != 0) return refused(absl::NotFoundError("cannot stat " + path));
+  const std::string stamp = absl::StrCat(info.st_dev, ":", info.st_ino, ":", info.st_size, ":",
+                                         info.st_mtim.tv_sec, ".", info.st_mtim.tv_nsec);
+  if (!force && crl_usable_ && stamp == crl_stamp_) return absl::OkStatus();
+  absl::StatusOr<std::string> pem = ReadFile(path, kMaxCrlBundleBytes);
+  if (!pem.ok()) return refused(pem.status());
+  if (absl::Status replaced = ek_ca_->ReplaceCrls(*pem); !replaced.ok()) return refused(replaced);
+  crl_stamp_ = stamp;
+  crl_usable_ = true;
+  return absl::OkStatus();
 }
 
 ReleaseService::ReleaseService(ReleaseServiceOptions options, KeyStoreProvider store,
@@ -306,7 +345,10 @@ absl::StatusOr<v1::ReleaseKeyResponse> ReleaseService::ReleaseKey(
 
 absl::StatusOr<v1::BeginEnrollmentResponse> ReleaseService::BeginEnrollment(
     const api::PeerIdentity&, const v1::BeginEnrollmentRequest& request, api::AuditNote* audit) {
-  HOSN_ASSIGN_OR_RETURN(EnrollmentKeys keys, ParseEnrollmentKeys(request, ek_ca_.get(), audit));
+  HOSN_ASSIGN_OR_RETURN(
+      EnrollmentKeys keys,
+      ParseEnrollmentKeys(
+          request, ek_ca_.get(), [this] { return RefreshEkCrls(/*force=*/false); }, audit));
   HOSN_ASSIGN_OR_RETURN(std::shared_ptr<hsm::KeyStore> store, store_());
   EnrollmentClaims claims{request.node_id(), request.node_class(), keys.ak_name, keys.ek_digest,
                           absl::ToUnixSeconds(absl::Now() + options_.enrollment_ttl)};
@@ -334,7 +376,10 @@ absl::StatusOr<v1::BeginEnrollmentResponse> ReleaseService::BeginEnrollment(
 
 absl::StatusOr<v1::EnrollNodeResponse> ReleaseService::EnrollNode(
     const api::PeerIdentity&, const v1::EnrollNodeRequest& request, api::AuditNote* audit) {
-  HOSN_ASSIGN_OR_RETURN(EnrollmentKeys keys, ParseEnrollmentKeys(request, ek_ca_.get(), audit));
+  HOSN_ASSIGN_OR_RETURN(
+      EnrollmentKeys keys,
+      ParseEnrollmentKeys(
+          request, ek_ca_.get(), [this] { return RefreshEkCrls(/*force=*/false); }, audit));
   HOSN_ASSIGN_OR_RETURN(int64_t expiry, ParseEnrollmentToken(request.enrollment_token()));
   if (expiry < NowUnix()) {
     return Denied(DenialReason::kEnrollmentProofInvalid, "enrollment challenge expired");

@@ -50,6 +50,11 @@ struct ReleaseServiceOptions {
   // PEM bundle of TPM manufacturer CAs for EK certificates at enrollment;
   // empty: requests carrying an EK certificate are refused.
   std::string ek_ca_pem;
+  // PEM CRL bundle of those CAs (release.ek_crl_bundle_path); empty: no
+  // revocation check. Read by Create, and again before an EK certificate is
+  // verified whenever the file changed (device, inode, size or mtime) and on
+  // ReloadEkCrls().
+  std::string ek_crl_bundle_path;
   // How long a verified manifest signature is remembered (manifest_cache.h);
   // zero verifies every time.
   absl::Duration manifest_cache_ttl = absl::Seconds(60);
@@ -61,7 +66,8 @@ using KeyStoreProvider = std::function<absl::StatusOr<std::shared_ptr<hsm::KeySt
 class ReleaseService final : public api::ReleaseBackend {
  public:
   // InvalidArgument if a label is empty, the KDF unknown, a TTL not positive,
-  // the manifest CA bundle empty or a given EK CA bundle unparsable. Does not
+  // the manifest CA bundle empty, a given EK CA bundle unparsable, or the EK
+  // CRL bundle given without a CA bundle, unreadable or unparsable. Does not
   // touch the HSM.
   static absl::StatusOr<std::unique_ptr<ReleaseService>> Create(ReleaseServiceOptions options,
                                                                 KeyStoreProvider store);
@@ -84,10 +90,19 @@ class ReleaseService final : public api::ReleaseBackend {
       const api::PeerIdentity& caller, const keyd::v1::SetReleasePolicyRequest& request,
       api::AuditNote* audit) override;
 
+  // Rereads the EK CRL bundle now (SIGHUP). OK if none is configured or the
+  // new set is in use; FailedPrecondition naming release.ek_crl_bundle_path
+  // otherwise, and EK certificates are then refused until a reread succeeds.
+  absl::Status ReloadEkCrls();
+
  private:
+  static constexpr size_t kMaxCrlBundleBytes = 64 << 20;
   ReleaseService(ReleaseServiceOptions options, KeyStoreProvider store,
                  std::unique_ptr<attest::EkCertificateVerifier> ek_ca);
 
+  // Rereads the EK CRL bundle if `force` or the file changed since the last
+  // successful read; see ReloadEkCrls.
+  absl::Status RefreshEkCrls(bool force);
   hsm::KeyRef MacKey() const;
   hsm::KeyRef ReleaseKeyRef() const;
   // The release public key (SPKI DER), read from the HSM once: it is public
@@ -103,6 +118,11 @@ class ReleaseService final : public api::ReleaseBackend {
   absl::Mutex public_key_mu_;
   std::optional<std::string> release_public_key_ ABSL_GUARDED_BY(public_key_mu_);
   absl::Mutex admin_mu_;  // serialises enroll / revoke / policy writes
+
+  absl::Mutex crl_mu_;  // serialises CRL rereads
+  // stat() of the CRL file at the last successful read.
+  std::string crl_stamp_ ABSL_GUARDED_BY(crl_mu_);
+  bool crl_usable_ ABSL_GUARDED_BY(crl_mu_) = false;
 };
 
 }  // namespace hosn::release

@@ -138,6 +138,9 @@ release {
       ek_ca_bundle_path_.empty()
           ? std::string()
           : absl::StrCat("\n  ek_ca_bundle_path: \"", ek_ca_bundle_path_, "\""),
+      ek_crl_bundle_path_.empty()
+          ? std::string()
+          : absl::StrCat("\n  ek_crl_bundle_path: \"", ek_crl_bundle_path_, "\""),
       R"(
 }
 audit { directory: ")",

@@ -131,6 +131,8 @@ class ReleaseFixture : public ::testing::Test {
   std::string audit_dir_;
   // release.ek_ca_bundle_path of daemons started from now on, if not empty.
   std::string ek_ca_bundle_path_;
+  // release.ek_crl_bundle_path of daemons started from now on, if not empty.
+  std::string ek_crl_bundle_path_;
 };
 
 // The fixed test DEK as bytes.

@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "hosn/keyd/v1/fleet.pb.h"
 #include "tests/server/release/release_fixture.h"
+#include "tests/testing/openssl_ca.h"
 #include "tests/testing/status_matchers.h"
 
 namespace hosn::release::testing {
@@ -298,21 +299,10 @@ class EkCertificateTest : public ReleaseTest {
   // (negative: already expired), with the extension lines `extensions`.
   std::string IssueEkCertificate(Node& node, const std::string& ca, int days,
                                  const std::string& extensions = "") {
-    absl::StatusOr<tpm::Bytes> ek = node.tpm->EndorsementKeyPublic();
-    EXPECT_TRUE(ek.ok());
-    absl::StatusOr<TPMT_PUBLIC> area = tpm::UnmarshalPublic(*ek);
-    EXPECT_TRUE(area.ok());
-    absl::StatusOr<tpm::UniqueEvpPkey> key = tpm::PublicKeyFromTpm(*area);
-    EXPECT_TRUE(key.ok());
-    const std::string pub = dir_.Join("ek-" + std::to_string(++issued_) + ".pub.pem");
+    const std::string pub = EkPublicPem(node);
     const std::string ext = pub + ".ext";
     const std::string der = pub + ".der";
-    FILE* f = std::fopen(pub.c_str(), "w");
-    EXPECT_EQ(PEM_write_PUBKEY(f, key->get()), 1);
-    std::fclose(f);
-    std::ofstream(ext) << "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,"
-                          "keyEncipherment\nextendedKeyUsage=2.23.133.8.1\n"
-                       << extensions;
+    std::ofstream(ext) << kEkExtensions << extensions;
     absl::StatusOr<std::string> issued = hosn::testing::RunCommand(
         absl::StrCat("openssl x509 -new -force_pubkey ", pub, " -subj /CN=ek -CA ",
                      dir_.Join(ca + ".pem"), " -CAkey ", dir_.Join(ca + ".key"), " -days ", days,
@@ -320,6 +310,25 @@ class EkCertificateTest : public ReleaseTest {
     EXPECT_TRUE(issued.ok()) << issued.status();
     return ReadAll(der);
   }
+
+  // The node's EK public key as a PEM file; its path.
+  std::string EkPublicPem(Node& node) {
+    absl::StatusOr<tpm::Bytes> ek = node.tpm->EndorsementKeyPublic();
+    EXPECT_TRUE(ek.ok());
+    absl::StatusOr<TPMT_PUBLIC> area = tpm::UnmarshalPublic(*ek);
+    EXPECT_TRUE(area.ok());
+    absl::StatusOr<tpm::UniqueEvpPkey> key = tpm::PublicKeyFromTpm(*area);
+    EXPECT_TRUE(key.ok());
+    const std::string pub = dir_.Join("ek-" + std::to_string(++issued_) + ".pub.pem");
+    FILE* f = std::fopen(pub.c_str(), "w");
+    EXPECT_EQ(PEM_write_PUBKEY(f, key->get()), 1);
+    std::fclose(f);
+    return pub;
+  }
+
+  static constexpr char kEkExtensions[] =
+      "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,keyEncipherment\n"
+      "extendedKeyUsage=2.23.133.8.1\n";
 
   std::string BundlePath() const { return dir_.Join("ek-ca-bundle.pem"); }
 
@@ -400,6 +409,66 @@ TEST_F(EkCertificateTest, RefusedCertificates) {
   // A critical subjectDirectoryAttributes (TPM spec, assertions) is tolerated.
   status = Enroll(node, "a", kClass,
                   IssueEkCertificate(node, "ekca", 30, "2.5.29.9=critical,DER:3000\n"), false);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+}
+
+// With release.ek_crl_bundle_path (CRLs from `openssl ca -gencrl`): an
+// unrevoked EK certificate enrolls; once `openssl ca -revoke` lists it and the
+// CRL file is rewritten, the next enrollment is refused without a restart; a
+// CRL past its nextUpdate is refused as "crl expired" and counted; a CRL file
+// that no longer parses refuses every EK certificate (fail closed).
+TEST_F(EkCertificateTest, CrlRevocationThroughTheDaemon) {
+  Node node = NewNode("c", agent::EkAlgorithm::kRsa2048);
+  ASSERT_NE(node.tpm, nullptr);
+  HOSN_ASSERT_OK_AND_ASSIGN(hosn::testing::OpensslTestCa ca,
+                            hosn::testing::OpensslTestCa::Create(dir_.path(), "crlca"));
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string first,
+                            ca.Issue(EkPublicPem(node), "ek", 30, kEkExtensions));
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string second,
+                            ca.Issue(EkPublicPem(node), "ek", 30, kEkExtensions));
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string first_der, hosn::testing::ConvertCertificate(first, "DER"));
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string second_der,
+                            hosn::testing::ConvertCertificate(second, "DER"));
+  const std::string crl_path = dir_.Join("ek-crls.pem");
+  auto write_crl = [&](int seconds) {
+    absl::StatusOr<std::string> crl = ca.Crl(seconds);
+    ASSERT_TRUE(crl.ok()) << crl.status();
+    std::ofstream(crl_path + ".new") << *crl;
+    ASSERT_EQ(std::rename((crl_path + ".new").c_str(), crl_path.c_str()), 0);
+  };
+  ASSERT_NO_FATAL_FAILURE(write_crl(3600));
+  ek_ca_bundle_path_ = ca.certificate_path();
+  ek_crl_bundle_path_ = crl_path;
+  ASSERT_NO_FATAL_FAILURE(StartKeyd());
+
+  grpc::Status status = Enroll(node, "c", kClass, ReadAll(first_der), /*send_ek_public=*/false);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  // Revoked: refused at the next request, the new file picked up unasked.
+  HOSN_ASSERT_OK(ca.Revoke(first));
+  ASSERT_NO_FATAL_FAILURE(write_crl(3600));
+  status = Enroll(node, "c", kClass, ReadAll(first_der), false);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(AuditText(), HasSubstr("ek certificate revoked: depth 0, issuer /CN=crlca"));
+  status = Enroll(node, "c", kClass, ReadAll(second_der), false);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+
+  // Expired CRL: fail closed, even for the unrevoked certificate.
+  ASSERT_NO_FATAL_FAILURE(write_crl(1));
+  absl::SleepFor(absl::Seconds(2));
+  status = Enroll(node, "c", kClass, ReadAll(second_der), false);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(AuditText(), HasSubstr("crl expired: ek certificate chain depth 0"));
+  EXPECT_THAT(Metrics(), HasSubstr("reason=\"crl expired\""));
+  EXPECT_THAT(Metrics(), HasSubstr("reason=\"ek certificate revoked\""));
+
+  // An unparsable CRL file: every EK certificate refused until it is fixed.
+  std::ofstream(crl_path) << "-----BEGIN X509 CRL-----\nbroken\n-----END X509 CRL-----\n";
+  status = Enroll(node, "c", kClass, ReadAll(second_der), false);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(AuditText(), HasSubstr("release.ek_crl_bundle_path"));
+  ASSERT_NO_FATAL_FAILURE(write_crl(3600));
+  status = Enroll(node, "c", kClass, ReadAll(second_der), false);
   EXPECT_TRUE(status.ok()) << status.error_message();
 }
 
