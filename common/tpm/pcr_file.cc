@@ -42,6 +42,23 @@ absl::StatusOr<PcrFile> ParseTpm2ToolsPcrFile(std::span<const uint8_t> bytes) {
   }
   absl::StatusOr<PcrSelection> selection = PcrSelectionFromTpm(tpml);
   if (!selection.ok()) return selection.status();
+  // A bitmap of 4 bytes names PCRs up to 31, and a bank may be listed twice;
+  // the values are per bank and PCR, so either would leave a selected PCR
+  // without its own value (and the writer refuses both).
+  for (size_t i = 0; i < selection->size(); ++i) {
+    const PcrBankSelection& bank = (*selection)[i];
+    if (!bank.pcrs.empty() && bank.pcrs.back() > kMaxPcrIndex) {
+      return absl::InvalidArgumentError(absl::StrCat("pcr file selects ", HashAlgName(bank.hash),
+                                                     ":", bank.pcrs.back(), ", above pcr ",
+                                                     kMaxPcrIndex));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if ((*selection)[j].hash == bank.hash) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("pcr file selects bank ", HashAlgName(bank.hash), " twice"));
+      }
+    }
+  }
 
   // 2. The digest lists, which must hold exactly one digest per selected PCR.
   const uint32_t list_count = Le32(bytes.data() + kSelectionSize);

@@ -29,8 +29,8 @@ struct PcrFile {
 };
 
 // InvalidArgument naming the field if the file is truncated, has trailing
-// bytes, names an unknown bank, or its digests do not match the selection in
-// number or size.
+// bytes, names an unknown bank, names a bank twice or a PCR above 23, or its
+// digests do not match the selection in number or size.
 absl::StatusOr<PcrFile> ParseTpm2ToolsPcrFile(std::span<const uint8_t> bytes);
 
 }  // namespace hosn::tpm

@@ -92,6 +92,27 @@ TEST(PcrFile, ReadsKeylimeFile) {
   EXPECT_FALSE(ParseTpm2ToolsPcrFile(bytes).ok());
 }
 
+// Found by agent_pcr_file_fuzz: a 4-byte bitmap named PCRs 24-31, and a bank
+// listed twice merged its values, so a selected PCR had no value of its own;
+// both files were read, and the writer could not write them back.
+TEST(PcrFile, RefusesPcrAbove23AndRepeatedBank) {
+  const Bytes keylime = Read("tpm/keylime-emulator-quote/quotepcr.out");  // sha256:15,16,22
+  Bytes above = keylime;
+  above[6] = 4;       // sizeofSelect
+  above[9] &= 0xbf;   // not pcr 22 ...
+  above[10] |= 0x01;  // ... but pcr 24
+  EXPECT_THAT(ParseTpm2ToolsPcrFile(above),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("above pcr 23")));
+
+  Bytes twice = keylime;
+  twice[0] = 2;  // two banks: sha256:15,16 and sha256:22
+  twice[9] &= 0xbf;
+  const uint8_t second[] = {0x0b, 0x00, 3, 0, 0, 0x40, 0, 0};
+  std::copy(std::begin(second), std::end(second), twice.begin() + 12);
+  EXPECT_THAT(ParseTpm2ToolsPcrFile(twice),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("twice")));
+}
+
 // qualifyingData: 32 bytes, depends on nonce and key, refuses a short nonce.
 TEST(QualifyingData, BindsNonceAndKey) {
   const Bytes nonce(32, 0xab);
