@@ -19,12 +19,11 @@
 #include "client/agent/cli/flags.h"
 #include "client/agent/cli/keyd_channel.h"
 #include "client/ctl/bundle_command.h"
+#include "common/audit/audit_export.h"
 #include "common/audit/audit_reader.h"
 #include "common/audit/audit_verify.h"
 #include "common/base/file_util.h"
 #include "common/base/hex.h"
-#include "google/protobuf/struct.pb.h"
-#include "google/protobuf/util/json_util.h"
 #include "hosn/keyd/v1/audit.grpc.pb.h"
 
 namespace hosn::ctl {
@@ -141,8 +140,9 @@ int Export(const std::vector<std::string>& args) {
 
   // 3. What verify needs beside the files.
   const std::string meta =
-      absl::StrCat("{\"anchor_sequence\":", anchor.sequence(), ",\"anchor_sha256\":\"", anchor_hex,
-                   "\",\"checkpoint_interval\":", anchor.checkpoint_interval(), "}\n");
+      audit::SerializeAuditExportMeta({.anchor_sequence = anchor.sequence(),
+                                       .anchor_sha256 = anchor_hex,
+                                       .checkpoint_interval = anchor.checkpoint_interval()});
   for (const auto& [name, data] : {std::pair<std::string, std::string>{"export.json", meta},
                                    {"signer-chain.pem", chain_pem}}) {
     if (absl::Status written = WriteDurably(out + "/" + name, data); !written.ok()) {
@@ -195,13 +195,6 @@ EVP_PKEY* TrustedSignerKey(const std::string& chain_pem, const std::string& ca_p
   return key;
 }
 
-// A number from export.json, or `fallback`.
-uint64_t MetaNumber(const google::protobuf::Struct& meta, const std::string& name,
-                    uint64_t fallback) {
-  auto it = meta.fields().find(name);
-  return it == meta.fields().end() ? fallback : static_cast<uint64_t>(it->second.number_value());
-}
-
 int Verify(const std::vector<std::string>& args) {
   auto flags = agent::ParseArgs(
       args,
@@ -211,23 +204,21 @@ int Verify(const std::vector<std::string>& args) {
   const std::string dir = flags->Get("log");
 
   // export.json supplies defaults; flags override it.
-  google::protobuf::Struct meta;
+  audit::AuditExportMeta meta;
   if (auto text = ReadFile(dir + "/export.json", 1 << 16); text.ok()) {
-    if (!google::protobuf::util::JsonStringToMessage(*text, &meta).ok()) {
-      return Fail(kExitError, "export.json: not JSON");
-    }
+    auto parsed = audit::ParseAuditExportMeta(*text);
+    if (!parsed.ok()) return Fail(kExitError, parsed.status());
+    meta = *std::move(parsed);
   }
   audit::VerifyOptions options;
-  options.checkpoint_interval = MetaNumber(meta, "checkpoint_interval", 0);
+  options.checkpoint_interval = meta.checkpoint_interval;
   if (flags->Has("checkpoint-interval") &&
       !absl::SimpleAtoi(flags->Get("checkpoint-interval"), &options.checkpoint_interval)) {
     return Fail(kExitUsage, "--checkpoint-interval: want a number");
   }
   audit::CheckpointAnchor anchor;
-  anchor.sequence = MetaNumber(meta, "anchor_sequence", 0);
-  if (auto it = meta.fields().find("anchor_sha256"); it != meta.fields().end()) {
-    anchor.head_sha256 = it->second.string_value();
-  }
+  anchor.sequence = meta.anchor_sequence;
+  anchor.head_sha256 = meta.anchor_sha256;
   if (flags->Has("anchor-sequence") != flags->Has("anchor-sha256")) {
     return Fail(kExitUsage, "--anchor-sequence and --anchor-sha256 go together");
   }
