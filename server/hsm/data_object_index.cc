@@ -11,7 +11,7 @@ void DataObjectIndex::SyncGeneration(uint64_t generation) {
   if (generation == generation_) return;
   // The module was re-initialised: every handle may now name another object.
   handles_.clear();
-  built_at_.reset();
+  scanned_at_.reset();
   generation_ = generation;
 }
 
@@ -39,7 +39,7 @@ bool DataObjectIndex::ClaimRebuild(uint64_t generation, absl::Time now) {
   MutexLock lock(&mu_);
   SyncGeneration(generation);
   if (rebuilding_) return false;
-  if (built_at_.has_value() && now - *built_at_ < refresh_period_) return false;
+  if (scanned_at_.has_value() && now - *scanned_at_ < refresh_period_) return false;
   rebuilding_ = true;
   return true;
 }
@@ -50,12 +50,13 @@ void DataObjectIndex::FinishRebuild(Handles handles, uint64_t generation, absl::
   // A recovery during the scan makes its handles worthless.
   if (generation != generation_) return;
   handles_ = std::move(handles);
-  built_at_ = now;
+  scanned_at_ = now;
 }
 
-void DataObjectIndex::AbandonRebuild() {
+void DataObjectIndex::AbandonRebuild(absl::Time now) {
   MutexLock lock(&mu_);
   rebuilding_ = false;
+  scanned_at_ = now;
 }
 
 size_t DataObjectIndex::size() const {

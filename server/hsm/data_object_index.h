@@ -46,13 +46,15 @@ class DataObjectIndex {
       ABSL_LOCKS_EXCLUDED(mu_);
   void Forget(std::string_view label) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // True if the index is missing or older than the refresh period and no one
-  // else is rebuilding it: the caller then scans and calls FinishRebuild (or
+  // True if the last scan is missing or older than the refresh period and no
+  // one else is scanning: the caller then scans and calls FinishRebuild (or
   // AbandonRebuild on failure). Readers keep using the old entries meanwhile.
   bool ClaimRebuild(uint64_t generation, absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
   // Replaces every entry with `handles`, scanned in `generation` at `now`.
   void FinishRebuild(Handles handles, uint64_t generation, absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
-  void AbandonRebuild() ABSL_LOCKS_EXCLUDED(mu_);
+  // Keeps the old entries; the next scan waits a refresh period from `now`,
+  // so a failing scan does not run on every read.
+  void AbandonRebuild(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
 
   size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -63,7 +65,7 @@ class DataObjectIndex {
   const absl::Duration refresh_period_;
   mutable Mutex mu_;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
-  std::optional<absl::Time> built_at_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Time> scanned_at_ ABSL_GUARDED_BY(mu_);
   bool rebuilding_ ABSL_GUARDED_BY(mu_) = false;
   Handles handles_ ABSL_GUARDED_BY(mu_);
 };

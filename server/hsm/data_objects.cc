@@ -96,6 +96,23 @@ bool Gone(const absl::Status& status) {
   return rv.has_value() && *rv == CKR_OBJECT_HANDLE_INVALID;
 }
 
+// What SoftHSM answers for an object that another session of this process
+// is destroying at that moment (seen under concurrent puts and reads): the
+// object may be gone a moment later, so the caller searches again rather
+// than fail.
+bool Vanishing(CK_RV rv) {
+  return rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_GENERAL_ERROR ||
+         rv == CKR_ATTRIBUTE_VALUE_INVALID;
+}
+bool Vanishing(const absl::Status& status) {
+  const std::optional<CK_RV> rv = CkrOf(status);
+  return rv.has_value() && Vanishing(*rv);
+}
+
+// How often a read searches again when an object it found vanished before
+// it could read it; after that, Unavailable.
+constexpr int kReadAttempts = 4;
+
 // Our data objects on the token, all of them or those with `label`.
 absl::StatusOr<std::vector<CK_OBJECT_HANDLE>> FindData(Session& session,
                                                        std::optional<std::string_view> label) {
@@ -130,7 +147,8 @@ absl::StatusOr<std::optional<Version>> ReadKnownVersion(Session& session, CK_OBJ
                                {CKA_VALUE, value.data(), value.size()}};
   const CK_RV rv = session.fn()->C_GetAttributeValue(session.handle(), handle, attributes,
                                                      std::size(attributes));
-  if (rv == CKR_OBJECT_HANDLE_INVALID) return std::nullopt;
+  // Gone or going: the caller searches.
+  if (Vanishing(rv)) return std::nullopt;
   // An attribute too long or absent: not a data object of ours any more.
   if (rv == CKR_BUFFER_TOO_SMALL || rv == CKR_ATTRIBUTE_TYPE_INVALID) return std::nullopt;
   // Any other failure goes to the pool (it may recover the session).
@@ -152,19 +170,32 @@ absl::StatusOr<std::optional<Version>> ReadKnownVersion(Session& session, CK_OBJ
 // Every complete version of `label`, oldest first. Objects without a valid
 // header are not ours and are skipped.
 absl::StatusOr<std::vector<Version>> ReadVersions(Session& session, std::string_view label) {
-  HOSN_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> handles, FindData(session, label));
-  std::vector<Version> versions;
-  for (CK_OBJECT_HANDLE handle : handles) {
-    absl::StatusOr<std::string> value =
-        GetBytesAttribute(session, handle, CKA_VALUE, kHeaderBytes + KeyStore::kMaxDataObjectBytes);
-    if (Gone(value.status())) continue;
-    HOSN_RETURN_IF_ERROR(value.status());
-    if (std::optional<Version> version = ParseVersion(handle, *value)) {
-      versions.push_back(*std::move(version));
+  // A put creates the new version before it destroys the old one, but the
+  // new one may have been created after this search began: when a found
+  // object vanishes, the newest version may be missing from what was found,
+  // so search again.
+  for (int attempt = 0; attempt < kReadAttempts; ++attempt) {
+    HOSN_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> handles, FindData(session, label));
+    std::vector<Version> versions;
+    bool vanished = false;
+    for (CK_OBJECT_HANDLE handle : handles) {
+      absl::StatusOr<std::string> value = GetBytesAttribute(
+          session, handle, CKA_VALUE, kHeaderBytes + KeyStore::kMaxDataObjectBytes);
+      if (Vanishing(value.status())) {
+        vanished = true;
+        continue;
+      }
+      HOSN_RETURN_IF_ERROR(value.status());
+      if (std::optional<Version> version = ParseVersion(handle, *value)) {
+        versions.push_back(*std::move(version));
+      }
     }
+    if (vanished) continue;
+    std::sort(versions.begin(), versions.end());
+    return versions;
   }
-  std::sort(versions.begin(), versions.end());
-  return versions;
+  return absl::UnavailableError(
+      absl::StrCat("data object ", ToAbsl(label), ": changing under every read; try again"));
 }
 
 // One scan of every data object of ours: label -> handle for each label that
@@ -177,7 +208,7 @@ absl::StatusOr<DataObjectIndex::Handles> ScanSingleVersions(Session& session) {
   for (CK_OBJECT_HANDLE handle : handles) {
     absl::StatusOr<std::string> label =
         GetBytesAttribute(session, handle, CKA_LABEL, kMaxLabelBytes);
-    if (Gone(label.status())) continue;
+    if (Vanishing(label.status())) continue;
     HOSN_RETURN_IF_ERROR(label.status());
     if (++count[*label] == 1) {
       single.emplace(*label, handle);
@@ -206,6 +237,7 @@ absl::Status KeyStore::PutDataObject(std::string_view label, std::string_view va
   if (value.size() > kMaxDataObjectBytes) {
     return absl::InvalidArgumentError("data object value too long");
   }
+  WriterLock lock(&internals_->data_mu);
   return internals_->pool->Run(OpKind::kOther, [&](Session& session) -> absl::Status {
     HOSN_ASSIGN_OR_RETURN(std::vector<Version> old, ReadVersions(session, label));
     const uint64_t generation = old.empty() ? 1 : old.back().generation + 1;
@@ -239,15 +271,18 @@ absl::Status KeyStore::PutDataObject(std::string_view label, std::string_view va
 absl::StatusOr<std::optional<std::string>> KeyStore::GetDataObject(std::string_view label) {
   HOSN_RETURN_IF_ERROR(CheckLabel(label));
   DataObjectIndex& index = *internals_->data_index;
+  ReaderLock lock(&internals_->data_mu);
   return internals_->pool->RunFor<std::optional<std::string>>(
       OpKind::kFind, [&](Session& session) -> absl::StatusOr<std::optional<std::string>> {
         if (index.ClaimRebuild(session.generation(), absl::Now())) {
+          // The index only saves searches: a failed scan is left for the
+          // next reader, and this read goes on without it.
           absl::StatusOr<DataObjectIndex::Handles> scanned = ScanSingleVersions(session);
-          if (!scanned.ok()) {
-            index.AbandonRebuild();
-            return scanned.status();
+          if (scanned.ok()) {
+            index.FinishRebuild(*std::move(scanned), session.generation(), absl::Now());
+          } else {
+            index.AbandonRebuild(absl::Now());
           }
-          index.FinishRebuild(*std::move(scanned), session.generation(), absl::Now());
         }
         if (std::optional<CK_OBJECT_HANDLE> hint = index.Find(label, session.generation())) {
           HOSN_ASSIGN_OR_RETURN(std::optional<Version> version,
@@ -267,6 +302,7 @@ absl::StatusOr<std::optional<std::string>> KeyStore::GetDataObject(std::string_v
 }
 
 absl::StatusOr<std::vector<std::string>> KeyStore::ListDataObjects(std::string_view label_prefix) {
+  ReaderLock lock(&internals_->data_mu);
   return internals_->pool->RunFor<std::vector<std::string>>(
       OpKind::kFind, [&](Session& session) -> absl::StatusOr<std::vector<std::string>> {
         HOSN_ASSIGN_OR_RETURN(std::vector<CK_OBJECT_HANDLE> handles,
@@ -275,7 +311,7 @@ absl::StatusOr<std::vector<std::string>> KeyStore::ListDataObjects(std::string_v
         for (CK_OBJECT_HANDLE handle : handles) {
           absl::StatusOr<std::string> label =
               GetBytesAttribute(session, handle, CKA_LABEL, kMaxLabelBytes);
-          if (Gone(label.status())) continue;
+          if (Vanishing(label.status())) continue;
           HOSN_RETURN_IF_ERROR(label.status());
           if (absl::StartsWith(*label, ToAbsl(label_prefix))) labels.insert(*std::move(label));
         }
@@ -285,6 +321,7 @@ absl::StatusOr<std::vector<std::string>> KeyStore::ListDataObjects(std::string_v
 
 absl::Status KeyStore::DeleteDataObject(std::string_view label) {
   HOSN_RETURN_IF_ERROR(CheckLabel(label));
+  WriterLock lock(&internals_->data_mu);
   return internals_->pool->Run(OpKind::kOther, [&](Session& session) -> absl::Status {
     internals_->data_index->Forget(label);
     HOSN_ASSIGN_OR_RETURN(std::vector<Version> versions, ReadVersions(session, label));

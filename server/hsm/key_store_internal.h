@@ -45,6 +45,13 @@ struct KeyStore::Internals {
   Mutex create_mu;
   // Label -> handle hints for the data objects (data_objects.cc).
   std::unique_ptr<DataObjectIndex> data_index;
+  // Data-object reads hold this shared, puts and deletes exclusively. SoftHSM
+  // re-reads an object's attributes without locking out other sessions of
+  // the process, so a search that runs while a put creates or destroys a
+  // version can miss every version of the label, and the put's own
+  // C_CreateObject can fail (CKR_GENERAL_ERROR). Other processes (replicas)
+  // are not covered; their readers search again when objects vanish.
+  SharedMutex data_mu;
   Mutex capability_mu;
   absl::flat_hash_map<std::string, absl::Status> capabilities ABSL_GUARDED_BY(capability_mu);
 };

@@ -7,7 +7,9 @@
 #include <openssl/x509.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -168,6 +170,59 @@ TEST_F(ConcurrencyTest, RecoveryUnderLoad) {
   const PoolMetrics metrics = store_->Metrics();
   EXPECT_EQ(metrics.recoveries, 2u);
   EXPECT_EQ(metrics.recovery_failures, 0u);
+}
+
+// Fleet-state reads through the data-object index (remembered handles, an
+// index rebuilt every 50 ms here) while one writer keeps replacing the value:
+// every read and every put succeeds, and no reader sees a value older than
+// the last put completed before its read began, or older than one it saw
+// before. (Without the KeyStore's data-object lock, SoftHSM's searches miss
+// objects while another session creates or destroys one, and some of its
+// C_CreateObject calls fail.) Under TSan in CI.
+TEST_F(ConcurrencyTest, DataObjectReadsWhileAWriterReplaces) {
+  KeyStoreOptions options = OptionsFor(*token_, SoftHsmToken::kModulePath);
+  options.pool_size = 4;
+  options.acquire_timeout = absl::Seconds(30);
+  options.data_index_refresh = absl::Milliseconds(50);
+  HOSN_ASSERT_OK_AND_ASSIGN(store_, KeyStore::Create(options));
+  HOSN_ASSERT_OK(store_->PutDataObject("policy/gpu", "policy"));
+  HOSN_ASSERT_OK(store_->PutDataObject("node/a", "0"));
+  const absl::Time deadline = absl::Now() + absl::Seconds(EnvInt("HOSN_HSM_STRESS_SECONDS", 3));
+  std::atomic<int> errors{0}, reads{0}, written{0}, failed_puts{0};
+  std::vector<std::thread> threads;
+  threads.emplace_back([&] {
+    for (int value = 1; absl::Now() < deadline; ++value) {
+      if (store_->PutDataObject("node/a", std::to_string(value)).ok()) {
+        written = value;
+      } else {
+        ++failed_puts;
+      }
+    }
+  });
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&] {
+      int last = 0;
+      while (absl::Now() < deadline) {
+        const int floor = written.load();  // completed before this read began
+        absl::StatusOr<std::optional<std::string>> node = store_->GetDataObject("node/a");
+        absl::StatusOr<std::optional<std::string>> policy = store_->GetDataObject("policy/gpu");
+        if (!node.ok() || !node->has_value() || !policy.ok() || *policy != "policy") {
+          ++errors;
+          continue;
+        }
+        const int value = std::atoi((*node)->c_str());
+        if (value < last || value < floor) ++errors;
+        last = value;
+        ++reads;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_GT(reads.load(), 6);
+  EXPECT_GT(written.load(), 10);
+  EXPECT_EQ(failed_puts.load(), 0);
+  std::printf("reads %d, completed puts %d\n", reads.load(), written.load());
 }
 
 }  // namespace
