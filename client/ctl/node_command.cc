@@ -27,6 +27,8 @@ constexpr char kUsage[] =
     "       hosnctl node revoke KEYD --node-id ID [--reason TEXT]\n"
     "       hosnctl policy set KEYD --node-class CLASS --pcrs FILE [--pcrs FILE...]\n"
     "           --model NAME [--model NAME...] [--require-event-log]\n"
+    "           [--require-secure-boot] [--allow-efi-app SHA256HEX...]\n"
+    "           [--forbid-efi-action TEXT...]   (these three need --require-event-log)\n"
     "  KEYD: --keyd HOST:PORT --tls-cert PEM --tls-key REF --tls-ca PEM [--tls-server-name N]\n";
 
 const std::set<std::string> kKeydFlags = {"keyd", "tls-cert", "tls-key", "tls-ca",
@@ -203,13 +205,29 @@ int RunPolicyCommand(const std::vector<std::string>& args) {
     std::fputs(kUsage, stderr);
     return kExitUsage;
   }
-  auto flags = ParseArgs({args.begin() + 1, args.end()}, With({"node-class", "pcrs", "model"}),
-                         {"require-event-log"}, With({"node-class", "pcrs", "model"}, true));
+  auto flags = ParseArgs(
+      {args.begin() + 1, args.end()},
+      With({"node-class", "pcrs", "model", "allow-efi-app", "forbid-efi-action"}),
+      {"require-event-log", "require-secure-boot"}, With({"node-class", "pcrs", "model"}, true));
   if (!flags.ok()) return Fail(kExitUsage, flags.status());
   v1::SetReleasePolicyRequest request;
   request.set_node_class(flags->Get("node-class"));
   request.set_require_event_log(flags->switches.count("require-event-log") != 0);
   for (const std::string& model : flags->values.at("model")) request.add_allowed_models(model);
+  v1::EventLogRules* rules = request.mutable_event_log_rules();
+  rules->set_require_secure_boot(flags->switches.count("require-secure-boot") != 0);
+  if (auto apps = flags->values.find("allow-efi-app"); apps != flags->values.end()) {
+    for (const std::string& hex : apps->second) {
+      auto digest = HexDecode(hex);
+      if (!digest.ok() || digest->size() != 32) {
+        return Fail(kExitUsage, absl::InvalidArgumentError("--allow-efi-app: want 64 hex digits"));
+      }
+      rules->add_allowed_efi_application_sha256(std::string(digest->begin(), digest->end()));
+    }
+  }
+  if (auto actions = flags->values.find("forbid-efi-action"); actions != flags->values.end()) {
+    for (const std::string& action : actions->second) rules->add_forbidden_efi_actions(action);
+  }
   for (const std::string& path : flags->values.at("pcrs")) {
     auto bytes = ReadFile(path, 1 << 16);
     if (!bytes.ok()) return Fail(kExitUsage, bytes.status());

@@ -33,6 +33,22 @@ absl::Status ValidateBootPolicy(const BootPolicy& policy) {
           absl::StrCat("boot policy checks pcr ", pcr, " against the log but does not require it"));
     }
   }
+  if (!policy.event_rules.empty()) {
+    // Rules on an unreplayed log would judge bytes the node chose freely.
+    if (!policy.require_event_log) {
+      return absl::InvalidArgumentError("boot policy has event rules but no required event log");
+    }
+    if (policy.event_rules.require_secure_boot &&
+        !Contains(policy.event_log_pcrs, kSecureBootPcr)) {
+      return absl::InvalidArgumentError("boot policy requires secure boot but not pcr 7 replayed");
+    }
+    if (!policy.event_rules.allowed_efi_applications.empty() &&
+        !Contains(policy.event_log_pcrs, kEfiApplicationPcr)) {
+      return absl::InvalidArgumentError(
+          "boot policy lists efi applications but not pcr 4 replayed");
+    }
+    HOSN_RETURN_IF_ERROR(ValidateEventRules(policy.event_rules));
+  }
   for (const PcrReferenceSet& set : policy.reference_sets) {
     // An empty set would match every boot: fail closed.
     if (set.pcrs.empty()) {
@@ -116,6 +132,29 @@ absl::StatusOr<PolicyMatch> EvaluateBootPolicy(const BootPolicy& policy, const V
   HOSN_ASSIGN_OR_RETURN(tpm::PcrValues replayed, ReplayEventLog(*event_log));
   HOSN_RETURN_IF_ERROR(
       CheckReplayMatchesQuote(*event_log, replayed, quote.quoted_values, policy.event_log_pcrs));
+
+  // 6. Event content, now that the events the rules read are proven: the
+  // replay matched the quote in the bank each rule relies on.
+  if (!policy.event_rules.empty()) {
+    auto proven = [&](TPM2_ALG_ID alg, uint32_t pcr) {
+      auto quoted = quote.quoted_values.find(alg);
+      return replayed.count(alg) == 1 && quoted != quote.quoted_values.end() &&
+             quoted->second.count(pcr) == 1;
+    };
+    for (uint32_t pcr : policy.event_log_pcrs) {
+      if (!proven(policy.bank, pcr)) {
+        return Denied(DenialReason::kEventLogPcrMismatch,
+                      absl::StrCat("event log pcr mismatch: the log does not replay ",
+                                   tpm::HashAlgName(policy.bank), ":", pcr));
+      }
+    }
+    if (!policy.event_rules.allowed_efi_applications.empty() &&
+        !proven(TPM2_ALG_SHA256, kEfiApplicationPcr)) {
+      return Denied(DenialReason::kEventLogPcrMismatch,
+                    "event log pcr mismatch: efi application digests need sha256:4 replayed");
+    }
+    HOSN_RETURN_IF_ERROR(CheckEventRules(policy.event_rules, *event_log));
+  }
   return match;
 }
 

@@ -4,8 +4,9 @@
 // more reference sets of golden values (several at once, so a fleet can roll
 // from one firmware or kernel to the next), whether SHA-1 banks may appear in
 // the quote at all, and whether an event log must accompany the quote and
-// reproduce it. This is a plain C++ struct for now; the daemon's
-// configuration proto will map onto it. Evaluation is a pure function:
+// reproduce it, and optional rules on the content of that log's events
+// (event_rules.h). A plain C++ struct; the stored hosn.keyd.v1.ReleasePolicy
+// maps onto it (server/release/release_policy.h). Evaluation is a pure function:
 // thread-safe, no state.
 #ifndef HOSN_SERVER_ATTEST_BOOT_POLICY_H_
 #define HOSN_SERVER_ATTEST_BOOT_POLICY_H_
@@ -21,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "common/tpm/tpm_types.h"
 #include "server/attest/event_log.h"
+#include "server/attest/event_rules.h"
 #include "server/attest/quote_verifier.h"
 
 namespace hosn::attest {
@@ -31,8 +33,6 @@ struct PcrReferenceSet {
   std::map<uint32_t, tpm::Bytes> pcrs;
 };
 
-// TODO(#5): no event-content rules yet (allowed EFI applications, SecureBoot
-// state, dbx); a log is checked only for honest digests and a faithful replay.
 struct BootPolicy {
   std::string node_class;
   // The bank the reference values are in; must be quoted.
@@ -47,12 +47,18 @@ struct BootPolicy {
   // `event_log_pcrs` as quoted, and its hash-of-data events must be honest.
   bool require_event_log = false;
   std::vector<uint32_t> event_log_pcrs = {0, 1, 2, 3, 4, 5, 6, 7};
+  // Rules on the log's events, applied only after its replay matched the
+  // quote. Need require_event_log, and the PCRs they read (7 for Secure
+  // Boot, 4 for EFI applications) in event_log_pcrs.
+  EventRules event_rules;
 };
 
 // InvalidArgument if the policy itself is unusable: unknown bank, SHA-1 bank
 // while allow_sha1 is false, a PCR index above 23, a reference value of the
 // wrong length or for a PCR outside required_pcrs, or (with
-// require_event_log) an event_log_pcrs entry outside required_pcrs.
+// require_event_log) an event_log_pcrs entry outside required_pcrs; event
+// rules without require_event_log or without the PCRs they read in
+// event_log_pcrs, or that ValidateEventRules refuses.
 absl::Status ValidateBootPolicy(const BootPolicy& policy);
 
 struct PolicyMatch {
@@ -69,7 +75,10 @@ struct PolicyMatch {
 //      naming the first differing PCR of the closest set;
 //   5. with an event log (required or sent): Denied(kEventLogRequired) if
 //      required and absent, Denied(kEventDigestMismatch) or
-//      Denied(kEventLogPcrMismatch) from event_log.h.
+//      Denied(kEventLogPcrMismatch) from event_log.h;
+//   6. with event rules, on that replayed log: Denied(kEventLogPcrMismatch)
+//      if the log does not replay the bank the rule relies on (the policy's
+//      bank; sha256 for EFI application digests), then CheckEventRules.
 // Returns the policy's own InvalidArgument if ValidateBootPolicy fails.
 absl::StatusOr<PolicyMatch> EvaluateBootPolicy(const BootPolicy& policy, const VerifiedQuote& quote,
                                                const EventLog* event_log);

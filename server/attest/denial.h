@@ -47,6 +47,10 @@ enum class DenialReason {
   kMalformedEventLog,    // "malformed event log"
   kEventDigestMismatch,  // "event digest mismatch": an event's digest is not its data's hash
   kEventLogPcrMismatch,  // "event log pcr mismatch": replay does not give the quoted PCR
+  // Event-content rules (event_rules.h), on a proven log only.
+  kSecureBootDisabled,        // "secure boot disabled": SecureBoot variable not 1, or absent
+  kEfiApplicationNotAllowed,  // "efi application not allowed": PCR 4 application not listed
+  kEfiActionForbidden,        // "efi action forbidden": a forbidden EV_EFI_ACTION string
   // The release decision (server/release).
   kChallengeInvalid,          // "challenge invalid": malformed token or its MAC fails
   kStaleChallenge,            // "stale challenge": the challenge expired

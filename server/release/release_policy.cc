@@ -38,6 +38,17 @@ absl::StatusOr<attest::BootPolicy> ToBootPolicy(const v1::ReleasePolicy& policy)
     }
     boot.reference_sets.push_back(std::move(reference));
   }
+  // The PCRs the event rules read must be quoted and replayed, whatever
+  // their values.
+  const v1::EventLogRules& rules = policy.event_log_rules();
+  boot.event_rules.require_secure_boot = rules.require_secure_boot();
+  if (rules.require_secure_boot()) required.insert(attest::kSecureBootPcr);
+  for (const std::string& digest : rules.allowed_efi_application_sha256()) {
+    boot.event_rules.allowed_efi_applications.emplace_back(digest.begin(), digest.end());
+    required.insert(attest::kEfiApplicationPcr);
+  }
+  boot.event_rules.forbidden_efi_actions.assign(rules.forbidden_efi_actions().begin(),
+                                                rules.forbidden_efi_actions().end());
   boot.required_pcrs.assign(required.begin(), required.end());
   boot.require_event_log = policy.require_event_log();
   boot.event_log_pcrs.clear();
@@ -59,6 +70,7 @@ absl::StatusOr<v1::ReleasePolicy> PolicyFromRequest(const v1::SetReleasePolicyRe
   policy.set_version(version);
   *policy.mutable_reference_sets() = request.reference_sets();
   policy.set_require_event_log(request.require_event_log());
+  *policy.mutable_event_log_rules() = request.event_log_rules();
   for (const std::string& model : request.allowed_models()) {
     if (model.empty()) return absl::InvalidArgumentError("allowed_models: empty name");
     policy.add_allowed_models(model);

@@ -7,7 +7,10 @@
 // and the resulting BootPolicy must pass attest::ValidateBootPolicy. The
 // PCRs a quote must cover are the union of the sets' PCRs. With
 // require_event_log, the log must reproduce those of PCRs 0-7 that the
-// policy covers. Stateless and thread-safe.
+// policy covers. Event-log rules (require_secure_boot, allowed EFI
+// applications, forbidden EFI actions) need require_event_log and add the PCR
+// they read (7, 4) to the quoted and replayed PCRs without pinning its value.
+// Stateless and thread-safe.
 #ifndef HOSN_SERVER_RELEASE_RELEASE_POLICY_H_
 #define HOSN_SERVER_RELEASE_RELEASE_POLICY_H_
 

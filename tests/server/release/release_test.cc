@@ -12,15 +12,20 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/file_util.h"
+#include "common/base/hex.h"
 #include "common/bundle/manifest.h"
 #include "common/tpm/ak_public.h"
 #include "common/tpm/marshal.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hosn/keyd/v1/fleet.pb.h"
+#include "server/attest/event_log.h"
+#include "server/attest/event_rules.h"
 #include "tests/server/release/release_fixture.h"
 #include "tests/testing/openssl_ca.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_paths.h"
 
 namespace hosn::release::testing {
 namespace {
@@ -470,6 +475,83 @@ TEST_F(EkCertificateTest, CrlRevocationThroughTheDaemon) {
   ASSERT_NO_FATAL_FAILURE(write_crl(3600));
   status = Enroll(node, "c", kClass, ReadAll(second_der), false);
   EXPECT_TRUE(status.ok()) << status.error_message();
+}
+
+// Event-content rules through the daemon: node A's swtpm is extended with the
+// PCR 4 and PCR 7 events of the real cos-85 boot log, so that log replays to
+// A's quote; a policy pinning only PCR 8 (outside the log) and requiring Secure Boot and
+// cos-85's EFI applications releases to it, one without cos-85's kernel
+// denies it, and rules without a required event log are refused.
+TEST_F(ReleaseTest, EventLogRulesThroughTheDaemon) {
+  ASSERT_NO_FATAL_FAILURE(EnrollNodeA());
+  HOSN_ASSERT_OK_AND_ASSIGN(
+      std::string log_bytes,
+      ReadFile(hosn::testing::SharedDataPath("tpm/go-tpm-tools/eventlogs/cos-85-amd-sev.bin"),
+               1 << 20));
+  HOSN_ASSERT_OK_AND_ASSIGN(
+      attest::EventLog log,
+      attest::ParseEventLog(
+          {reinterpret_cast<const uint8_t*>(log_bytes.data()), log_bytes.size()}));
+  std::vector<std::string> applications;
+  a_.tpm.reset();
+  for (const attest::Event& event : log.events) {
+    if ((event.pcr != 4 && event.pcr != 7) || event.type == attest::kEvNoAction) continue;
+    for (const auto& [alg, digest] : event.digests) {
+      if (alg != TPM2_ALG_SHA256) continue;
+      HOSN_ASSERT_OK(
+          hosn::testing::RunCommand(absl::StrCat("tpm2_pcrextend -T '", a_.tcti, "' ", event.pcr,
+                                                 ":sha256=", HexEncode(digest), " 2>&1"))
+              .status());
+      if (event.type == attest::kEvEfiBootServicesApplication) {
+        applications.emplace_back(digest.begin(), digest.end());
+      }
+    }
+  }
+  Reconnect(a_);
+  ASSERT_EQ(applications.size(), 3u);
+
+  auto set_policy = [&](const std::vector<std::string>& apps, bool require_log) {
+    absl::StatusOr<tpm::PcrValues> pcrs = a_.tpm->ReadPcrs({{TPM2_ALG_SHA256, {8}}});
+    if (!pcrs.ok()) return pcrs.status();
+    v1::SetReleasePolicyRequest request;
+    request.set_node_class(kClass);
+    v1::PcrReferenceSet* set = request.add_reference_sets();
+    set->set_name("pcr8-only");
+    set->set_bank("sha256");
+    const tpm::Bytes& pcr8 = (*pcrs)[TPM2_ALG_SHA256][8];
+    (*set->mutable_pcrs())[8] = std::string(pcr8.begin(), pcr8.end());
+    request.add_allowed_models(kModel);
+    request.set_require_event_log(require_log);
+    request.mutable_event_log_rules()->set_require_secure_boot(true);
+    for (const std::string& app : apps) {
+      request.mutable_event_log_rules()->add_allowed_efi_application_sha256(app);
+    }
+    auto stub = v1::AdminService::NewStub(ChannelFor("operator"));
+    grpc::ClientContext context;
+    v1::SetReleasePolicyResponse response;
+    grpc::Status status = stub->SetReleasePolicy(&context, request, &response);
+    return status.ok() ? absl::OkStatus()
+                       : absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                                      status.error_message());
+  };
+  EXPECT_EQ(set_policy(applications, /*require_log=*/false).code(),
+            absl::StatusCode::kInvalidArgument);
+  HOSN_ASSERT_OK(set_policy(applications, true));
+
+  const std::vector<uint32_t> quoted = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt attempt, Prepare(a_, "node-a", kModel, quoted));
+  attempt.request.set_event_log(log_bytes);
+  v1::ReleaseKeyResponse response;
+  grpc::Status status = Release("node-a", attempt.request, &response);
+  ASSERT_TRUE(status.ok()) << AuditText();
+  HOSN_ASSERT_OK_AND_ASSIGN(std::string dek, Open(*attempt.key, response));
+  EXPECT_EQ(dek, KnownDek());
+
+  HOSN_ASSERT_OK(set_policy({applications[0], applications[1]}, true));
+  HOSN_ASSERT_OK_AND_ASSIGN(Attempt denied, Prepare(a_, "node-a", kModel, quoted));
+  denied.request.set_event_log(log_bytes);
+  ExpectDenied("node-a", denied.request, "efi application not allowed: event 41",
+               "efi application not allowed");
 }
 
 // A revocation takes effect on the very next request.
