@@ -174,8 +174,10 @@ audit { directory: ")",
     return false;
   }
 
+  // `sent_attributes`, if given, receives the CMS attributes the request
+  // carried (they hold a signing time, so building them again may differ).
   grpc::Status Sign(const KeydProcess& keyd, const std::string& manifest,
-                    v1::SignManifestResponse* response) {
+                    v1::SignManifestResponse* response, std::string* sent_attributes = nullptr) {
     auto stub = v1::SigningService::NewStub(pki_.Channel(keyd.grpc_port(), "signer"));
     grpc::ClientContext context;
     Deadline(&context);
@@ -183,6 +185,7 @@ audit { directory: ")",
     request.set_manifest(manifest);
     request.set_cms_signed_attributes(hosn::testing::CmsAttributesFor(
         manifest, hosn::testing::ReadTestFile(pki_.Cert("hsm-signer"))));
+    if (sent_attributes != nullptr) *sent_attributes = request.cms_signed_attributes();
     return stub->SignManifest(&context, request, response);
   }
 
@@ -213,13 +216,12 @@ TEST_F(KeydTest, SignsManifestVerifiableWithReturnedChain) {
 
   const std::string manifest = R"({"format_version":1,"model":{"name":"m"}})";
   v1::SignManifestResponse response;
-  grpc::Status status = Sign(*keyd, manifest, &response);
+  std::string attributes;
+  grpc::Status status = Sign(*keyd, manifest, &response, &attributes);
   ASSERT_TRUE(status.ok()) << status.error_message() << keyd->Log();
   EXPECT_EQ(response.signature_algorithm(), v1::SIGNATURE_ALGORITHM_ECDSA_P256_SHA256);
   EXPECT_EQ(response.key_label(), "hosn-signer");
   ASSERT_EQ(response.certificate_chain_size(), 1);
-  const std::string attributes = hosn::testing::CmsAttributesFor(
-      manifest, hosn::testing::ReadTestFile(pki_.Cert("hsm-signer")));
   ASSERT_FALSE(attributes.empty());
 
   const unsigned char* der =
