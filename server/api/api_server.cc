@@ -36,7 +36,7 @@ namespace v1 = ::hosn::keyd::v1;
 // only "denied": the reason goes to the audit entry and a metric label.
 // Codes that describe the daemon's own state rather than the caller's
 // request or a transient condition worth retrying.
-inline bool IsServerSideFailure(grpc::StatusCode code) {
+bool IsServerSideFailure(grpc::StatusCode code) {
   switch (code) {
     case grpc::StatusCode::INTERNAL:
     case grpc::StatusCode::DATA_LOSS:

@@ -141,10 +141,12 @@ absl::StatusOr<std::optional<Version>> ReadKnownVersion(Session& session, CK_OBJ
   // release, and a module does its per-object checks once per call.
   char stored_label[kMaxLabelBytes];
   char application[kApplication.size()];
-  std::string value(kHeaderBytes + KeyStore::kMaxDataObjectBytes, '\0');
+  // One buffer per thread, sized once: filling 64 KiB with zeros on every
+  // read of a few hundred bytes would be the read's largest host cost.
+  thread_local std::string buffer(kHeaderBytes + KeyStore::kMaxDataObjectBytes, '\0');
   CK_ATTRIBUTE attributes[] = {{CKA_LABEL, stored_label, sizeof(stored_label)},
                                {CKA_APPLICATION, application, sizeof(application)},
-                               {CKA_VALUE, value.data(), value.size()}};
+                               {CKA_VALUE, buffer.data(), buffer.size()}};
   const CK_RV rv = session.fn()->C_GetAttributeValue(session.handle(), handle, attributes,
                                                      std::size(attributes));
   // Gone or going: the caller searches.
@@ -155,7 +157,7 @@ absl::StatusOr<std::optional<Version>> ReadKnownVersion(Session& session, CK_OBJ
   HOSN_RETURN_IF_ERROR(CkrStatus(rv, "C_GetAttributeValue"));
   // Never trust a returned length beyond its buffer (case P6; this also
   // covers CK_UNAVAILABLE_INFORMATION).
-  const CK_ULONG capacity[] = {sizeof(stored_label), sizeof(application), value.size()};
+  const CK_ULONG capacity[] = {sizeof(stored_label), sizeof(application), buffer.size()};
   for (size_t i = 0; i < std::size(attributes); ++i) {
     if (attributes[i].ulValueLen > capacity[i]) return std::nullopt;
   }
@@ -163,8 +165,7 @@ absl::StatusOr<std::optional<Version>> ReadKnownVersion(Session& session, CK_OBJ
       std::string_view(application, attributes[1].ulValueLen) != kApplication) {
     return std::nullopt;
   }
-  value.resize(attributes[2].ulValueLen);
-  return ParseVersion(handle, value);
+  return ParseVersion(handle, std::string_view(buffer.data(), attributes[2].ulValueLen));
 }
 
 // Every complete version of `label`, oldest first. Objects without a valid
